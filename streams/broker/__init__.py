@@ -1,0 +1,7 @@
+"""The project-managed local Apache Kafka broker (KRaft, jars from Maven Central)."""
+
+from __future__ import annotations
+
+from streams.broker.local import BrokerConfig, BrokerStatus, LocalBroker, wait_until_ready
+
+__all__ = ["BrokerConfig", "BrokerStatus", "LocalBroker", "wait_until_ready"]

@@ -1,0 +1,77 @@
+"""``rspp topics apply|describe``: the topic layout of one deployment prefix."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from streams.cli.output import console, emit_json
+from streams.cluster import resolve_bootstrap
+from streams.topics import TopicLayout, apply_topics, describe_topics
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help=(
+        "Create and inspect the topics of a deployment prefix: "
+        "P.control P.data P.telemetry (co-partitioned lanes), P.log (never compacted), "
+        "P.leases P.sessions (compacted), P.dlq."
+    ),
+    no_args_is_help=True,
+)
+
+PrefixOpt = Annotated[str, typer.Option("--prefix", "-p", help="Deployment prefix, e.g. `prod.voice`.")]
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default RSPP_BOOTSTRAP or the local broker).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.command()
+def apply(
+    prefix: PrefixOpt,
+    partitions: Annotated[int, typer.Option("--partitions", "-n", help="Partitions of every topic.")] = 6,
+    replication: Annotated[
+        int | None, typer.Option("--replication", help="Replication factor (default min(3, brokers)).")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the missing topics of PREFIX (idempotent; refuses non-co-partitioned lanes)."""
+    address = resolve_bootstrap(bootstrap)
+    layout = TopicLayout(prefix=prefix, partitions=partitions)
+    created = apply_topics(address, layout, replication=replication)
+    if json_out:
+        emit_json({"prefix": prefix, "bootstrap": address, "created": created})
+        return
+    if created:
+        console.print(f"created {len(created)} topic(s): {', '.join(created)}")
+    else:
+        console.print(f"all topics of {prefix!r} already exist")
+
+
+@app.command()
+def describe(prefix: PrefixOpt, bootstrap: BootstrapOpt = None, json_out: JsonOpt = False) -> None:
+    """Show every topic of PREFIX with partitions, replication and key configs."""
+    address = resolve_bootstrap(bootstrap)
+    rows = describe_topics(address, TopicLayout(prefix=prefix, partitions=1))
+    if json_out:
+        emit_json({"prefix": prefix, "bootstrap": address, "topics": [r.as_dict() for r in rows]})
+        return
+    table = Table(title=f"topics of {prefix} @ {address}")
+    for col in ("topic", "role", "partitions", "replication", "configs"):
+        table.add_column(col)
+    for r in rows:
+        configs = ", ".join(f"{k}={v}" for k, v in r.configs)
+        table.add_row(
+            r.name,
+            r.role.value,
+            str(r.partitions) if r.exists else "[red]missing[/]",
+            str(r.replication or "-"),
+            configs,
+        )
+    console.print(table)
+    if not all(r.exists for r in rows):
+        raise typer.Exit(1)

@@ -1,0 +1,25 @@
+"""Which Kafka cluster a command talks to: RSPP_BOOTSTRAP, or the local broker."""
+
+from __future__ import annotations
+
+from streams.broker import BrokerConfig, LocalBroker, wait_until_ready
+from streams.config import external_bootstrap, kafka_version, local_broker_port
+
+__all__ = ["resolve_bootstrap"]
+
+
+def resolve_bootstrap(explicit: str | None = None, *, start_local: bool = False, timeout: float = 90.0) -> str:
+    """Return a bootstrap address that answers a metadata call.
+
+    Order: an explicit ``--bootstrap``, then ``RSPP_BOOTSTRAP``, then the local
+    broker (started first when ``start_local``; otherwise it must be running).
+    """
+    address = explicit or external_bootstrap()
+    if address is not None:
+        wait_until_ready(address, timeout=timeout)
+        return address
+    broker = LocalBroker(BrokerConfig(port=local_broker_port(), version=kafka_version()))
+    if start_local:
+        return broker.up(timeout=timeout).bootstrap
+    wait_until_ready(broker.config.bootstrap, timeout=min(timeout, 5.0))
+    return broker.config.bootstrap

@@ -1,0 +1,262 @@
+"""The Kafka topic layout of one RSPP deployment (a *prefix*), created idempotently.
+
+Lane topics (control, data, telemetry) must share a partition count so that a
+session's three partitions are co-located on one processor, as Kafka Streams
+requires of co-partitioned inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from streams.errors import TopicLayoutError
+
+__all__ = ["Lane", "TopicDescription", "TopicLayout", "TopicRole", "apply_topics", "describe_topics"]
+
+
+class Lane(str, Enum):
+    """Ingress lanes in strict priority order."""
+
+    CONTROL = "control"
+    DATA = "data"
+    TELEMETRY = "telemetry"
+
+
+class TopicRole(str, Enum):
+    CONTROL = "control"
+    DATA = "data"
+    TELEMETRY = "telemetry"
+    LOG = "log"
+    LEASES = "leases"
+    SESSIONS = "sessions"
+    DLQ = "dlq"
+
+
+LANE_ROLES = (TopicRole.CONTROL, TopicRole.DATA, TopicRole.TELEMETRY)
+
+# Per-role topic configs. The log is the source of truth: never compacted, never expired.
+_ROLE_CONFIGS: dict[TopicRole, dict[str, str]] = {
+    TopicRole.CONTROL: {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
+    TopicRole.DATA: {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)},
+    TopicRole.TELEMETRY: {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)},
+    TopicRole.LOG: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+    TopicRole.LEASES: {"cleanup.policy": "compact"},
+    TopicRole.SESSIONS: {"cleanup.policy": "compact"},
+    TopicRole.DLQ: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicLayout:
+    """Names and settings of every topic under one prefix."""
+
+    prefix: str
+    partitions: int = 6
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c not in _TOPIC_CHARS for c in self.prefix):
+            raise TopicLayoutError(
+                f"invalid prefix {self.prefix!r}: use letters, digits, '.', '_' and '-'"
+            )
+        if self.partitions < 1:
+            raise TopicLayoutError(f"partitions must be >= 1 (got {self.partitions})")
+
+    def topic(self, role: TopicRole) -> str:
+        return f"{self.prefix}.{role.value}"
+
+    @property
+    def control(self) -> str:
+        return self.topic(TopicRole.CONTROL)
+
+    @property
+    def data(self) -> str:
+        return self.topic(TopicRole.DATA)
+
+    @property
+    def telemetry(self) -> str:
+        return self.topic(TopicRole.TELEMETRY)
+
+    @property
+    def log(self) -> str:
+        return self.topic(TopicRole.LOG)
+
+    @property
+    def leases(self) -> str:
+        return self.topic(TopicRole.LEASES)
+
+    @property
+    def sessions(self) -> str:
+        return self.topic(TopicRole.SESSIONS)
+
+    @property
+    def dlq(self) -> str:
+        return self.topic(TopicRole.DLQ)
+
+    def lane_topic(self, lane: Lane) -> str:
+        return self.topic(TopicRole(lane.value))
+
+
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicDescription:
+    name: str
+    role: TopicRole
+    exists: bool
+    partitions: int | None
+    replication: int | None
+    configs: tuple[tuple[str, str], ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "role": self.role.value,
+            "exists": self.exists,
+            "partitions": self.partitions,
+            "replication": self.replication,
+            "configs": dict(self.configs),
+        }
+
+
+def _admin(bootstrap: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _wanted_configs(role: TopicRole, replication: int) -> dict[str, str]:
+    configs = dict(_ROLE_CONFIGS[role])
+    # Sane for the cluster size: tolerate one replica down where there are >= 3.
+    configs["min.insync.replicas"] = str(max(1, replication - 1))
+    return configs
+
+
+def describe_topics(bootstrap: str, layout: TopicLayout, *, timeout: float = 10.0) -> list[TopicDescription]:
+    """Describe every topic of ``layout`` as the cluster has it now."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin = _admin(bootstrap)
+    metadata = admin.list_topics(timeout=timeout)
+    rows: list[TopicDescription] = []
+    resources = []
+    for role in TopicRole:
+        name = layout.topic(role)
+        if name in metadata.topics and metadata.topics[name].error is None:
+            resources.append(ConfigResource(ResourceType.TOPIC, name))
+    config_futures = admin.describe_configs(resources) if resources else {}
+    configs_by_topic: dict[str, dict[str, str]] = {}
+    for resource, future in config_futures.items():
+        entries = future.result(timeout=timeout)
+        configs_by_topic[resource.name] = {
+            key: entry.value
+            for key, entry in entries.items()
+            if key in ("cleanup.policy", "retention.ms", "retention.bytes", "min.insync.replicas")
+        }
+    for role in TopicRole:
+        name = layout.topic(role)
+        topic_md = metadata.topics.get(name)
+        if topic_md is None or topic_md.error is not None:
+            rows.append(
+                TopicDescription(name=name, role=role, exists=False, partitions=None, replication=None, configs=())
+            )
+            continue
+        parts = topic_md.partitions
+        replication = len(next(iter(parts.values())).replicas) if parts else 0
+        rows.append(
+            TopicDescription(
+                name=name,
+                role=role,
+                exists=True,
+                partitions=len(parts),
+                replication=replication,
+                configs=tuple(sorted(configs_by_topic.get(name, {}).items())),
+            )
+        )
+    return rows
+
+
+def apply_topics(
+    bootstrap: str,
+    layout: TopicLayout,
+    *,
+    replication: int | None = None,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create the missing topics of ``layout``; return the names created.
+
+    Idempotent. Refuses when the lane topics already exist with partition counts
+    that differ from each other or from ``layout.partitions``.
+    """
+    from confluent_kafka.admin import NewTopic
+
+    admin = _admin(bootstrap)
+    metadata = admin.list_topics(timeout=timeout)
+    broker_count = max(1, len(metadata.brokers))
+    rf = replication if replication is not None else min(3, broker_count)
+    if rf > broker_count:
+        raise TopicLayoutError(f"replication factor {rf} exceeds the {broker_count} broker(s) of {bootstrap}")
+
+    existing = {
+        name: len(md.partitions)
+        for name, md in metadata.topics.items()
+        if md.error is None and name.startswith(layout.prefix + ".")
+    }
+    lane_counts = {layout.topic(r): existing[layout.topic(r)] for r in LANE_ROLES if layout.topic(r) in existing}
+    if len(set(lane_counts.values())) > 1:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(lane_counts.items()))
+        raise TopicLayoutError(f"lane topics are not co-partitioned ({detail}); they must share one count")
+    if lane_counts and next(iter(lane_counts.values())) != layout.partitions:
+        have = next(iter(lane_counts.values()))
+        raise TopicLayoutError(
+            f"lane topics of prefix {layout.prefix!r} exist with {have} partitions, "
+            f"not {layout.partitions}; use --partitions {have} or a new prefix"
+        )
+
+    new_topics = []
+    for role in TopicRole:
+        name = layout.topic(role)
+        if name in existing:
+            continue
+        new_topics.append(
+            NewTopic(
+                name,
+                num_partitions=layout.partitions,
+                replication_factor=rf,
+                config=_wanted_configs(role, rf),
+            )
+        )
+    if not new_topics:
+        return []
+    created: list[str] = []
+    for name, future in admin.create_topics(new_topics, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except Exception as exc:
+            # Another processor may have created it between our metadata call and now.
+            if "TOPIC_ALREADY_EXISTS" in str(exc) or "already exists" in str(exc):
+                continue
+            raise TopicLayoutError(f"could not create topic {name}: {exc}") from exc
+    _wait_for_topics(admin, [t.topic for t in new_topics], timeout=timeout)
+    return sorted(created)
+
+
+def _wait_for_topics(admin: Any, names: list[str], *, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout)
+        ready = all(
+            n in md.topics
+            and md.topics[n].error is None
+            and all(p.leader >= 0 for p in md.topics[n].partitions.values())
+            for n in names
+        )
+        if ready:
+            return
+        time.sleep(0.1)
+    raise TopicLayoutError(f"topics not ready after {timeout:.0f}s: {', '.join(names)}")

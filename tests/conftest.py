@@ -1,0 +1,72 @@
+"""Shared test fixtures.
+
+Broker tests (marker ``kafka``) get a real Apache Kafka cluster, chosen in order:
+``RSPP_BOOTSTRAP`` (an external cluster), testcontainers' ``KafkaContainer``
+where a Docker engine answers, or the project's local KRaft broker (started by
+this fixture when it is not already running, and stopped again at the end only
+if this fixture started it). Readiness is an AdminClient metadata call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from streams.broker import BrokerConfig, LocalBroker, wait_until_ready
+from streams.config import external_bootstrap, local_broker_port
+
+
+def _docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A bootstrap address of a real, ready Kafka cluster."""
+    external = external_bootstrap()
+    if external is not None:
+        wait_until_ready(external, timeout=60)
+        yield external
+        return
+    if os.environ.get("RSPP_TEST_DOCKER", "auto") != "off" and _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            address = container.get_bootstrap_server()
+            wait_until_ready(address, timeout=120)
+            yield address
+        return
+    broker = LocalBroker(BrokerConfig(port=local_broker_port()))
+    started_here = not broker.status().running
+    status = broker.up(timeout=120)
+    try:
+        yield status.bootstrap
+    finally:
+        if started_here:
+            broker.down()
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def unique_prefix(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """Factory for topic prefixes / group ids that no other test uses."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
+    run = uuid.uuid4().hex[:6]
+
+    def make() -> str:
+        return f"t-{base}-{run}-{next(_counter)}"
+
+    return make
