@@ -8,7 +8,9 @@ from streams.config import external_bootstrap, kafka_version, local_broker_port
 __all__ = ["resolve_bootstrap"]
 
 
-def resolve_bootstrap(explicit: str | None = None, *, start_local: bool = False, timeout: float = 90.0) -> str:
+def resolve_bootstrap(
+    explicit: str | None = None, *, start_local: bool = False, timeout: float = 90.0
+) -> str:
     """Return a bootstrap address that answers a metadata call.
 
     Order: an explicit ``--bootstrap``, then ``RSPP_BOOTSTRAP``, then the local

@@ -14,8 +14,8 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
-    "kafka_version",
     "external_bootstrap",
+    "kafka_version",
     "local_broker_port",
     "repo_root",
     "rspp_home",

@@ -8,15 +8,22 @@ requires of co-partitioned inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from streams.errors import TopicLayoutError
 
-__all__ = ["Lane", "TopicDescription", "TopicLayout", "TopicRole", "apply_topics", "describe_topics"]
+__all__ = [
+    "Lane",
+    "TopicDescription",
+    "TopicLayout",
+    "TopicRole",
+    "apply_topics",
+    "describe_topics",
+]
 
 
-class Lane(str, Enum):
+class Lane(StrEnum):
     """Ingress lanes in strict priority order."""
 
     CONTROL = "control"
@@ -24,7 +31,7 @@ class Lane(str, Enum):
     TELEMETRY = "telemetry"
 
 
-class TopicRole(str, Enum):
+class TopicRole(StrEnum):
     CONTROL = "control"
     DATA = "data"
     TELEMETRY = "telemetry"
@@ -134,7 +141,9 @@ def _wanted_configs(role: TopicRole, replication: int) -> dict[str, str]:
     return configs
 
 
-def describe_topics(bootstrap: str, layout: TopicLayout, *, timeout: float = 10.0) -> list[TopicDescription]:
+def describe_topics(
+    bootstrap: str, layout: TopicLayout, *, timeout: float = 10.0
+) -> list[TopicDescription]:
     """Describe every topic of ``layout`` as the cluster has it now."""
     from confluent_kafka.admin import ConfigResource, ResourceType
 
@@ -160,7 +169,14 @@ def describe_topics(bootstrap: str, layout: TopicLayout, *, timeout: float = 10.
         topic_md = metadata.topics.get(name)
         if topic_md is None or topic_md.error is not None:
             rows.append(
-                TopicDescription(name=name, role=role, exists=False, partitions=None, replication=None, configs=())
+                TopicDescription(
+                    name=name,
+                    role=role,
+                    exists=False,
+                    partitions=None,
+                    replication=None,
+                    configs=(),
+                )
             )
             continue
         parts = topic_md.partitions
@@ -197,17 +213,25 @@ def apply_topics(
     broker_count = max(1, len(metadata.brokers))
     rf = replication if replication is not None else min(3, broker_count)
     if rf > broker_count:
-        raise TopicLayoutError(f"replication factor {rf} exceeds the {broker_count} broker(s) of {bootstrap}")
+        raise TopicLayoutError(
+            f"replication factor {rf} exceeds the {broker_count} broker(s) of {bootstrap}"
+        )
 
     existing = {
         name: len(md.partitions)
         for name, md in metadata.topics.items()
         if md.error is None and name.startswith(layout.prefix + ".")
     }
-    lane_counts = {layout.topic(r): existing[layout.topic(r)] for r in LANE_ROLES if layout.topic(r) in existing}
+    lane_counts = {
+        layout.topic(r): existing[layout.topic(r)]
+        for r in LANE_ROLES
+        if layout.topic(r) in existing
+    }
     if len(set(lane_counts.values())) > 1:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(lane_counts.items()))
-        raise TopicLayoutError(f"lane topics are not co-partitioned ({detail}); they must share one count")
+        raise TopicLayoutError(
+            f"lane topics are not co-partitioned ({detail}); they must share one count"
+        )
     if lane_counts and next(iter(lane_counts.values())) != layout.partitions:
         have = next(iter(lane_counts.values()))
         raise TopicLayoutError(

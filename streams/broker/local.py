@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from streams.config import kafka_version, rspp_home
 from streams.errors import BrokerError
@@ -94,9 +95,12 @@ def wait_until_ready(bootstrap: str, *, timeout: float, alive: object = None) ->
     quiet = logging.getLogger("rspp.kafka.admin")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 1000, "logger": quiet}
-    )
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "socket.connection.setup.timeout.ms": 1000,
+        "logger": quiet,  # silences librdkafka's connection-refused lines while we wait
+    }
+    admin = AdminClient(conf)
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     while time.monotonic() < deadline:
@@ -147,7 +151,9 @@ class LocalBroker:
         marker = jars.parent / ".complete"
         if marker.exists() and any(jars.glob("kafka_2.13-*.jar")):
             return jars
-        _require_tool("java", "a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
+        _require_tool(
+            "java", "a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+        )
         mvn = _require_tool("mvn", "Apache Maven (Debian: apt-get install maven)")
         jars.mkdir(parents=True, exist_ok=True)
         pom = jars.parent / "pom.xml"
@@ -310,7 +316,9 @@ class LocalBroker:
 
     def _jvm_logging_args(self) -> list[str]:
         log4j = self.config.state_dir / "log4j.properties"
-        log4j.write_bytes(resources.files("streams.broker").joinpath("log4j.properties").read_bytes())
+        log4j.write_bytes(
+            resources.files("streams.broker").joinpath("log4j.properties").read_bytes()
+        )
         return [f"-Dlog4j.configuration=file:{log4j}", f"-Drspp.broker.log={self.log_file}"]
 
     def _spawn(self, jars: Path) -> int:

@@ -9,6 +9,7 @@ traceback.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -29,14 +30,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_registered = False
 
-
+@functools.cache
 def _register() -> None:
-    global _registered
-    if _registered:
-        return
-    _registered = True
     from streams.cli import broker_cmd, demo_cmd, topics_cmd
 
     app.add_typer(broker_cmd.app, name="broker")

@@ -21,7 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PortOpt = Annotated[int | None, typer.Option("--port", help="Client port (default $RSPP_BROKER_PORT or 9092).")]
+PortOpt = Annotated[
+    int | None, typer.Option("--port", help="Client port (default $RSPP_BROKER_PORT or 9092).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -36,7 +38,9 @@ def _external_notice(json_out: bool) -> bool:
     if json_out:
         emit_json({"external": True, "bootstrap": ext})
     else:
-        console.print(f"RSPP_BOOTSTRAP is set: using the external cluster at [bold]{ext}[/]; nothing started.")
+        console.print(
+            f"RSPP_BOOTSTRAP is set: using the external cluster at [bold]{ext}[/]; nothing started."
+        )
     return True
 
 
@@ -51,12 +55,16 @@ def up(
         return
     broker = _broker(port)
     if not json_out:
-        err_console.print(f"starting Apache Kafka {broker.config.version} on {broker.config.bootstrap} ...")
+        err_console.print(
+            f"starting Apache Kafka {broker.config.version} on {broker.config.bootstrap} ..."
+        )
     status = broker.up(timeout=timeout)
     if json_out:
         emit_json(status.as_dict())
     else:
-        console.print(f"broker ready at [bold]{status.bootstrap}[/] (pid {status.pid}, Kafka {status.version})")
+        console.print(
+            f"broker ready at [bold]{status.bootstrap}[/] (pid {status.pid}, Kafka {status.version})"
+        )
 
 
 @app.command()

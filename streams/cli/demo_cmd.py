@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix (default: a fresh demo-<id>).")] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Topic prefix (default: a fresh demo-<id>).")
+    ] = None,
     sessions: Annotated[int, typer.Option("--sessions", help="Simulated voice sessions.")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -50,7 +52,7 @@ def demo(
             (Lane.TELEMETRY, "Telemetry", {"rtt_ms": 12 + n}),
             (Lane.CONTROL, "Cancel", {"scope": "turn"}),
         ):
-            headers = [
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("ce_specversion", b"1.0"),
                 ("ce_id", uuid.uuid4().hex.encode()),
                 ("ce_type", event_type.encode()),
@@ -58,7 +60,9 @@ def demo(
                 ("rspp_lane", lane.value.encode()),
                 ("rspp_session", session.encode()),
             ]
-            producer.produce(layout.lane_topic(lane), key=session, value=orjson.dumps(body), headers=headers)
+            producer.produce(
+                layout.lane_topic(lane), key=session, value=orjson.dumps(body), headers=headers
+            )
             sent += 1
     producer.flush(10)
 
@@ -71,34 +75,42 @@ def demo(
         }
     )
     consumer.subscribe([layout.lane_topic(lane) for lane in Lane])
-    received = []
+    received: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     while len(received) < sent and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
         if msg is None or msg.error() is not None:
             continue
-        headers = {k: (v or b"").decode() for k, v in (msg.headers() or [])}
+        raw = msg.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        got = {k: v.decode() if isinstance(v, bytes) else str(v or "") for k, v in pairs}
         received.append(
             {
                 "topic": msg.topic(),
                 "partition": msg.partition(),
                 "offset": msg.offset(),
-                "session": headers.get("rspp_session"),
-                "type": headers.get("ce_type"),
+                "session": got.get("rspp_session"),
+                "type": got.get("ce_type"),
                 "value": orjson.loads(msg.value() or b"null"),
             }
         )
     consumer.close()
     received.sort(key=lambda r: (str(r["session"]), str(r["topic"]), int(str(r["offset"]))))
     if json_out:
-        emit_json({"bootstrap": bootstrap, "prefix": layout.prefix, "sent": sent, "events": received})
+        emit_json(
+            {"bootstrap": bootstrap, "prefix": layout.prefix, "sent": sent, "events": received}
+        )
     else:
         table = Table(title=f"{len(received)}/{sent} lane events read back through Kafka")
         for col in ("session", "topic", "p", "offset", "type", "value"):
             table.add_column(col)
         for r in received:
             table.add_row(
-                str(r["session"]), str(r["topic"]), str(r["partition"]), str(r["offset"]), str(r["type"]),
+                str(r["session"]),
+                str(r["topic"]),
+                str(r["partition"]),
+                str(r["offset"]),
+                str(r["type"]),
                 orjson.dumps(r["value"]).decode(),
             )
         console.print(table)

@@ -16,4 +16,6 @@ err_console = Console(stderr=True)
 
 def emit_json(value: Any) -> None:
     """Write ``value`` as indented JSON on stdout (for ``--json``)."""
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    sys.stdout.write(
+        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    )

@@ -22,9 +22,14 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PrefixOpt = Annotated[str, typer.Option("--prefix", "-p", help="Deployment prefix, e.g. `prod.voice`.")]
+PrefixOpt = Annotated[
+    str, typer.Option("--prefix", "-p", help="Deployment prefix, e.g. `prod.voice`.")
+]
 BootstrapOpt = Annotated[
-    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default RSPP_BOOTSTRAP or the local broker).")
+    str | None,
+    typer.Option(
+        "--bootstrap", help="Kafka bootstrap servers (default RSPP_BOOTSTRAP or the local broker)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -32,16 +37,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 @app.command()
 def apply(
     prefix: PrefixOpt,
-    partitions: Annotated[int, typer.Option("--partitions", "-n", help="Partitions of every topic.")] = 6,
+    partitions: Annotated[
+        int, typer.Option("--partitions", "-n", help="Partitions of every topic.")
+    ] = 6,
     replication: Annotated[
-        int | None, typer.Option("--replication", help="Replication factor (default min(3, brokers)).")
+        int | None,
+        typer.Option("--replication", help="Replication factor (default min(3, brokers))."),
     ] = None,
     bootstrap: BootstrapOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create the missing topics of PREFIX (idempotent; refuses non-co-partitioned lanes)."""
-    address = resolve_bootstrap(bootstrap)
     layout = TopicLayout(prefix=prefix, partitions=partitions)
+    address = resolve_bootstrap(bootstrap, timeout=15.0)
     created = apply_topics(address, layout, replication=replication)
     if json_out:
         emit_json({"prefix": prefix, "bootstrap": address, "created": created})
@@ -55,8 +63,9 @@ def apply(
 @app.command()
 def describe(prefix: PrefixOpt, bootstrap: BootstrapOpt = None, json_out: JsonOpt = False) -> None:
     """Show every topic of PREFIX with partitions, replication and key configs."""
-    address = resolve_bootstrap(bootstrap)
-    rows = describe_topics(address, TopicLayout(prefix=prefix, partitions=1))
+    layout = TopicLayout(prefix=prefix, partitions=1)
+    address = resolve_bootstrap(bootstrap, timeout=15.0)
+    rows = describe_topics(address, layout)
     if json_out:
         emit_json({"prefix": prefix, "bootstrap": address, "topics": [r.as_dict() for r in rows]})
         return
