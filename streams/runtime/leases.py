@@ -1,0 +1,137 @@
+"""Lease epochs per lane partition (guide invariant 12).
+
+When a processor gains partition ``p`` it reads the latest granted epoch for
+``p`` from ``<prefix>.leases`` (compacted, key = partition number, read
+committed), grants ``epoch + 1`` to itself, and appends ``LeaseGranted`` to
+the leases topic and the log in its next transaction. Every event it writes
+for ``p`` carries that epoch; egress refuses anything else.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from streams.runtime.errors import FencedError
+
+__all__ = ["Lease", "LeaseBook", "read_latest_epochs"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    partition: int
+    epoch: int
+    holder: str
+
+
+def lease_key(partition: int) -> bytes:
+    return f"partition-{partition}".encode()
+
+
+def read_latest_epochs(
+    bootstrap: str,
+    leases_topic: str,
+    partitions: Iterable[int],
+    *,
+    decode_epoch: Callable[[bytes], tuple[int, int]],
+    timeout: float = 30.0,
+) -> dict[int, int]:
+    """Latest committed epoch per partition (0 when never granted).
+
+    ``decode_epoch`` maps a record value to ``(partition, epoch)``; leases
+    records sit in the leases-topic partition of the same number.
+    """
+    wanted = sorted(set(partitions))
+    latest = dict.fromkeys(wanted, 0)
+    if not wanted:
+        return latest
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"rspp-lease-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        ends: dict[int, int] = {}
+        for p in wanted:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(leases_topic, p), timeout=timeout
+            )
+            if high > low:
+                ends[p] = high
+        if not ends:
+            return latest
+        consumer.assign([TopicPartition(leases_topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout
+        remaining = dict(ends)
+        while remaining and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                # read_committed stops at the last stable offset: a positioned
+                # consumer past all committed data is done for that partition.
+                for p in list(remaining):
+                    pos = consumer.position([TopicPartition(leases_topic, p)])[0].offset
+                    lso = consumer.get_watermark_offsets(
+                        TopicPartition(leases_topic, p), cached=True
+                    )[1]
+                    if pos >= 0 and pos >= lso:
+                        remaining.pop(p)
+                continue
+            if msg.error() is not None:
+                continue
+            value = msg.value()
+            if value is not None:
+                part, epoch = decode_epoch(value)
+                if part in latest:
+                    latest[part] = max(latest[part], int(epoch))
+            got_p, got_off = msg.partition(), msg.offset()
+            if got_p is not None and got_off is not None and got_off + 1 >= remaining.get(got_p, 0):
+                remaining.pop(got_p, None)
+        return latest
+    finally:
+        consumer.close()
+
+
+class LeaseBook:
+    """The leases this processor holds now; the egress-side authority check."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        self._held: dict[int, Lease] = {}
+
+    def grant(self, partition: int, previous_epoch: int) -> Lease:
+        lease = Lease(partition=partition, epoch=previous_epoch + 1, holder=self.holder)
+        self._held[partition] = lease
+        return lease
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            self._held.pop(p, None)
+
+    def epoch(self, partition: int) -> int:
+        """The epoch to stamp on events of ``partition``; FencedError when not held."""
+        lease = self._held.get(partition)
+        if lease is None:
+            raise FencedError(f"partition {partition} is not leased to {self.holder}")
+        return lease.epoch
+
+    def holds(self, partition: int, epoch: int) -> bool:
+        lease = self._held.get(partition)
+        return lease is not None and lease.epoch == epoch
+
+    def is_stale(self, partition: int, epoch: int | None) -> bool:
+        """An ingress epoch older than the current lease of its partition is stale."""
+        if epoch is None or epoch == 0:
+            return False  # producers that do not track leases send no epoch
+        lease = self._held.get(partition)
+        return lease is not None and epoch < lease.epoch
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._held)
