@@ -1,7 +1,71 @@
-"""Pipeline artifacts: models, validation, compiler, immutable bundles, rollouts, turn plans."""
+"""Pipeline artifacts: models, validation, compiler, immutable bundles, rollouts, turn plans.
+
+The tree follows the flow: ``models`` (pydantic, strict, frozen) -> ``loader``
+(safe YAML/JSON with line numbers) -> ``compiler`` (graph checks, defaulting
+sources) -> ``bundles`` / ``store`` (immutable, content-addressed) ->
+``rollouts`` (cohorts, session pins) -> ``plans`` (frozen per-turn plans).
+The artifact directories next to this file are the guide's 11 modules.
+"""
 
 from __future__ import annotations
 
-from pipelines.errors import PipelinesError
+from pipelines.bundles import BundleInput, build_bundle, read_bundle, verify_bundle
+from pipelines.compiler import ScaffoldCompiler
+from pipelines.errors import (
+    ArtifactValidationError,
+    BundleTamperedError,
+    CompileError,
+    ImmutableVersionError,
+    Issue,
+    PipelinesError,
+    PlanError,
+    RolloutError,
+)
+from pipelines.models import (
+    LeaseSnapshot,
+    PipelineBundle,
+    PolicyDecisions,
+    ResolvedSpec,
+    ResolvedTurnPlan,
+    RoutingSnapshot,
+    SessionSnapshot,
+    TurnOpenRequest,
+)
+from pipelines.plans import TurnPlanResolver, plan_from_json, plan_hash
+from pipelines.rollouts import Assignment, RolloutResolver, SessionPins
+from pipelines.skew import check_skew
+from pipelines.store import ArtifactStore
+from pipelines.validate import validate_paths
 
-__all__ = ["PipelinesError"]
+__all__ = [
+    "ArtifactStore",
+    "ArtifactValidationError",
+    "Assignment",
+    "BundleInput",
+    "BundleTamperedError",
+    "CompileError",
+    "ImmutableVersionError",
+    "Issue",
+    "LeaseSnapshot",
+    "PipelineBundle",
+    "PipelinesError",
+    "PlanError",
+    "PolicyDecisions",
+    "ResolvedSpec",
+    "ResolvedTurnPlan",
+    "RolloutError",
+    "RolloutResolver",
+    "RoutingSnapshot",
+    "ScaffoldCompiler",
+    "SessionPins",
+    "SessionSnapshot",
+    "TurnOpenRequest",
+    "TurnPlanResolver",
+    "build_bundle",
+    "check_skew",
+    "plan_from_json",
+    "plan_hash",
+    "read_bundle",
+    "validate_paths",
+    "verify_bundle",
+]

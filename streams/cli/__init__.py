@@ -38,6 +38,8 @@ def _register() -> None:
     app.add_typer(broker_cmd.app, name="broker")
     app.add_typer(topics_cmd.app, name="topics")
     demo_cmd.register(app)
+    from pipelines.cli import register as _reg_pipelines
+    _reg_pipelines(app)
     # Further command groups (pipelines, codec/compat, runtime, replay, audit)
     # register here, one line each.
 

@@ -9,13 +9,10 @@ for ``p`` carries that epoch; egress refuses anything else.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
+from streams.runtime.changelog import read_to_end
 from streams.runtime.errors import FencedError
 
 __all__ = ["Lease", "LeaseBook", "read_latest_epochs"]
@@ -42,60 +39,18 @@ def read_latest_epochs(
 ) -> dict[int, int]:
     """Latest committed epoch per partition (0 when never granted).
 
-    ``decode_epoch`` maps a record value to ``(partition, epoch)``; leases
+    ``decode_epoch`` maps a record value to ``(partition, epoch)``; lease
     records sit in the leases-topic partition of the same number.
     """
-    wanted = sorted(set(partitions))
-    latest = dict.fromkeys(wanted, 0)
-    if not wanted:
-        return latest
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"rspp-lease-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        ends: dict[int, int] = {}
-        for p in wanted:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(leases_topic, p), timeout=timeout
-            )
-            if high > low:
-                ends[p] = high
-        if not ends:
-            return latest
-        consumer.assign([TopicPartition(leases_topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        remaining = dict(ends)
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                # read_committed stops at the last stable offset: a positioned
-                # consumer past all committed data is done for that partition.
-                for p in list(remaining):
-                    pos = consumer.position([TopicPartition(leases_topic, p)])[0].offset
-                    lso = consumer.get_watermark_offsets(
-                        TopicPartition(leases_topic, p), cached=True
-                    )[1]
-                    if pos >= 0 and pos >= lso:
-                        remaining.pop(p)
-                continue
-            if msg.error() is not None:
-                continue
-            value = msg.value()
-            if value is not None:
-                part, epoch = decode_epoch(value)
-                if part in latest:
-                    latest[part] = max(latest[part], int(epoch))
-            got_p, got_off = msg.partition(), msg.offset()
-            if got_p is not None and got_off is not None and got_off + 1 >= remaining.get(got_p, 0):
-                remaining.pop(got_p, None)
-        return latest
-    finally:
-        consumer.close()
+    latest = dict.fromkeys(set(partitions), 0)
+    for msg in read_to_end(bootstrap, leases_topic, latest, timeout=timeout):
+        value = msg.value()
+        if value is None:
+            continue
+        part, epoch = decode_epoch(value)
+        if part in latest:
+            latest[part] = max(latest[part], int(epoch))
+    return latest
 
 
 class LeaseBook:

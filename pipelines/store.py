@@ -1,0 +1,178 @@
+"""ArtifactStore: a directory of content-addressed, immutable artifacts.
+
+Layout under ``root``::
+
+    objects/<hex>.json                     canonical JSON, named by its sha256
+    refs/<Kind>/<name>/<version>           the digest that name@version points at
+
+Publishing validates first (bundles are verified, specs and modules graph-checked
+against the modules already in the store). A version, once published, is
+immutable: publishing the same name@version with other content raises
+:class:`~pipelines.errors.ImmutableVersionError` naming both digests; publishing
+identical content again is a no-op. A bundle's address is its own ``digest``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from pipelines.bundles import bundle_digest, verify_bundle
+from pipelines.canonical import canonical_json, digest_of
+from pipelines.compiler import ScaffoldCompiler
+from pipelines.errors import ArtifactValidationError, ImmutableVersionError, NotFoundError
+from pipelines.models import KINDS
+from pipelines.models.base import DIGEST_PATTERN, ArtifactBase, parse_ref, semver_key
+from pipelines.models.policy import PolicyOverlay
+from pipelines.models.profile import ExecutionProfile
+from pipelines.models.resolved import PipelineBundle
+from pipelines.models.spec import GraphModule, PipelineSpec
+
+__all__ = ["ArtifactStore", "StoredRef", "content_digest", "default_store_root"]
+
+A = TypeVar("A", bound=ArtifactBase)
+
+
+def default_store_root() -> Path:
+    """``$RSPP_HOME/store`` (``~/.rspp/store`` when RSPP_HOME is unset)."""
+    home = os.environ.get("RSPP_HOME")
+    return (Path(home) if home else Path.home() / ".rspp") / "store"
+
+
+def content_digest(artifact: ArtifactBase) -> str:
+    """The address of an artifact: a bundle's own digest, else sha256 of its canonical JSON."""
+    return bundle_digest(artifact) if isinstance(artifact, PipelineBundle) else digest_of(artifact)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRef:
+    kind: str
+    name: str
+    version: str
+    digest: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- writing ---------------------------------------------------------------------------
+    def publish(self, artifact: ArtifactBase) -> StoredRef:
+        """Validate, then write immutably. Returns where it lives."""
+        self._validate(artifact)
+        digest = content_digest(artifact)
+        ref_path = self._ref_path(artifact.kind, artifact.metadata.name, artifact.metadata.version)
+        if ref_path.exists():
+            existing = ref_path.read_text().strip()
+            if existing != digest:
+                raise ImmutableVersionError(kind=artifact.kind, ref=artifact.ref, existing=existing, attempted=digest)
+        obj = self._object_path(digest)
+        if not obj.exists():
+            self._atomic_write(obj, canonical_json(artifact))
+        if not ref_path.exists():
+            self._atomic_write(ref_path, digest.encode() + b"\n")
+        return StoredRef(artifact.kind, artifact.metadata.name, artifact.metadata.version, digest)
+
+    def put_bundle(self, bundle: PipelineBundle) -> StoredRef:
+        return self.publish(bundle)
+
+    def _validate(self, artifact: ArtifactBase) -> None:
+        if isinstance(artifact, PipelineBundle):
+            verify_bundle(artifact, source=artifact.origin)
+        elif isinstance(artifact, PipelineSpec | GraphModule):
+            modules = {r.ref: self.get(GraphModule, r.ref) for r in self.list("GraphModule")}
+            issues = ScaffoldCompiler().validate_spec(artifact, modules=modules)
+            if issues:
+                raise ArtifactValidationError(issues)
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, model: type[A], ref: str) -> A:
+        """Fetch ``name@version`` of a kind, re-validated on the way out."""
+        name, version = parse_ref(ref)
+        kind = _kind_of(model)
+        path = self._ref_path(kind, name, version)
+        if not path.exists():
+            raise NotFoundError(f"{kind} {ref} is not in the store {self.root} (expected `rspp bundle build` "
+                                "or a publish first)")
+        return self._load(model, path.read_text().strip())
+
+    def get_by_digest(self, digest: str) -> ArtifactBase:
+        if not re.match(DIGEST_PATTERN, digest):
+            raise NotFoundError(f"bad digest {digest!r} (expected sha256:<64 hex>)")
+        path = self._object_path(digest)
+        if not path.exists():
+            raise NotFoundError(f"no object {digest} in the store {self.root}")
+        kind = _peek_kind(path.read_bytes())
+        return self._load(KINDS[kind], digest)
+
+    def list(self, kind: str | None = None) -> list[StoredRef]:
+        """Every published name@version (sorted by kind, name, semver)."""
+        out: list[StoredRef] = []
+        base = self.root / "refs"
+        kinds = [kind] if kind else sorted(p.name for p in base.iterdir()) if base.exists() else []
+        for k in kinds:
+            for name_dir in sorted((base / k).iterdir()) if (base / k).exists() else []:
+                for ver in name_dir.iterdir():
+                    out.append(StoredRef(k, name_dir.name, ver.name, ver.read_text().strip()))
+        return sorted(out, key=lambda r: (r.kind, r.name, semver_key(r.version)))
+
+    def get_pipeline_spec(self, ref: str) -> PipelineSpec:
+        return self.get(PipelineSpec, ref)
+
+    def get_execution_profile(self, ref: str) -> ExecutionProfile:
+        return self.get(ExecutionProfile, ref)
+
+    def get_policy_overlay(self, ref: str) -> PolicyOverlay:
+        return self.get(PolicyOverlay, ref)
+
+    def get_bundle(self, ref_or_digest: str) -> PipelineBundle:
+        if ref_or_digest.startswith("sha256:"):
+            found = self.get_by_digest(ref_or_digest)
+            if not isinstance(found, PipelineBundle):
+                raise NotFoundError(f"{ref_or_digest} is a {found.kind}, not a PipelineBundle")
+            return found
+        return self.get(PipelineBundle, ref_or_digest)
+
+    # -- internals -------------------------------------------------------------------------
+    def _load(self, model: type[A], digest: str) -> A:
+        data = self._object_path(digest).read_bytes()
+        artifact = model.model_validate_json(data)
+        if content_digest(artifact) != digest:
+            raise NotFoundError(f"store object {digest} is corrupt: content hashes to {content_digest(artifact)}")
+        return artifact
+
+    def _object_path(self, digest: str) -> Path:
+        return self.root / "objects" / f"{digest.removeprefix('sha256:')}.json"
+
+    def _ref_path(self, kind: str, name: str, version: str) -> Path:
+        return self.root / "refs" / kind / name / version
+
+    @staticmethod
+    def _atomic_write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+def _kind_of(model: type[ArtifactBase]) -> str:
+    for kind, cls in KINDS.items():
+        if cls is model:
+            return kind
+    raise NotFoundError(f"{model.__name__} is not an artifact kind")
+
+
+def _peek_kind(data: bytes) -> str:
+    import orjson
+
+    kind = orjson.loads(data).get("kind")
+    if kind not in KINDS:
+        raise NotFoundError(f"store object has unknown kind {kind!r}")
+    return str(kind)

@@ -1,0 +1,148 @@
+"""Per-session state and its changelog on ``<prefix>.sessions``.
+
+State = fold(log): the pinned bundle, the open turn (if any), the next log
+sequence number, the last ingress sequence seen and the lease epoch last
+written. A snapshot is appended (compacted topic, key = session id) in the same
+transaction as the log events that changed it, so a processor that gains the
+partition restores each session exactly where the previous owner committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+
+import orjson
+
+from streams.runtime.changelog import read_to_end
+from streams.runtime.fencing import CancelFence
+from streams.runtime.lifecycle import Marker, TurnState
+
+__all__ = ["OpenTurn", "SessionSnapshot", "SessionState", "read_session_snapshots"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenTurn:
+    """The durable part of a turn in flight (what a successor needs to close it)."""
+
+    turn_id: str
+    plan_hash: str
+    epoch: int
+    last: str
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSnapshot:
+    """What goes to the sessions changelog."""
+
+    session_id: str
+    tenant_id: str
+    partition: int
+    bundle_id: str
+    next_seq: int
+    last_ingress_seq: int
+    epoch: int
+    open_turn: OpenTurn | None = None
+    closed: bool = False
+    turns_done: int = 0
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+
+    @staticmethod
+    def from_bytes(raw: bytes) -> SessionSnapshot:
+        data = orjson.loads(raw)
+        turn = data.pop("open_turn", None)
+        return SessionSnapshot(**data, open_turn=OpenTurn(**turn) if turn else None)
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionState:
+    """Live state of one session on this processor (mutable, owned by the processor loop)."""
+
+    session_id: str
+    tenant_id: str
+    partition: int
+    bundle_id: str
+    next_seq: int = 0
+    last_ingress_seq: int = -1
+    epoch: int = 0
+    turn: TurnState | None = None
+    turn_correlation: str | None = None
+    closed: bool = False
+    turns_done: int = 0
+    fence: CancelFence = field(default_factory=CancelFence)
+
+    def take_seq(self) -> int:
+        """The next per-session log sequence number."""
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def snapshot(self) -> SessionSnapshot:
+        open_turn = None
+        if self.turn is not None and self.turn.is_open and self.turn.last is not None:
+            open_turn = OpenTurn(
+                turn_id=self.turn.turn_id,
+                plan_hash=self.turn.plan_hash,
+                epoch=self.turn.lease_epoch,
+                last=self.turn.last.value,
+                correlation_id=self.turn_correlation or self.turn.turn_id,
+            )
+        return SessionSnapshot(
+            session_id=self.session_id,
+            tenant_id=self.tenant_id,
+            partition=self.partition,
+            bundle_id=self.bundle_id,
+            next_seq=self.next_seq,
+            last_ingress_seq=self.last_ingress_seq,
+            epoch=self.epoch,
+            open_turn=open_turn,
+            closed=self.closed,
+            turns_done=self.turns_done,
+        )
+
+    @staticmethod
+    def restore(snap: SessionSnapshot) -> SessionState:
+        state = SessionState(
+            session_id=snap.session_id,
+            tenant_id=snap.tenant_id,
+            partition=snap.partition,
+            bundle_id=snap.bundle_id,
+            next_seq=snap.next_seq,
+            last_ingress_seq=snap.last_ingress_seq,
+            epoch=snap.epoch,
+            closed=snap.closed,
+            turns_done=snap.turns_done,
+        )
+        if snap.open_turn is not None:
+            ot = snap.open_turn
+            state.turn = replace(
+                TurnState(
+                    turn_id=ot.turn_id,
+                    session_id=snap.session_id,
+                    plan_hash=ot.plan_hash,
+                    lease_epoch=ot.epoch,
+                ),
+                last=Marker(ot.last),
+            )
+            state.turn_correlation = ot.correlation_id
+        return state
+
+
+def read_session_snapshots(
+    bootstrap: str, sessions_topic: str, partitions: Iterable[int], *, timeout: float = 30.0
+) -> dict[str, SessionSnapshot]:
+    """The latest committed snapshot of every session in ``partitions`` (tombstones forget)."""
+    out: dict[str, SessionSnapshot] = {}
+    for msg in read_to_end(bootstrap, sessions_topic, partitions, timeout=timeout):
+        key, value = msg.key(), msg.value()
+        if key is None:
+            continue
+        sid = key.decode() if isinstance(key, bytes) else str(key)
+        if value is None:
+            out.pop(sid, None)
+        else:
+            out[sid] = SessionSnapshot.from_bytes(value)
+    return out
