@@ -1,0 +1,105 @@
+"""``tts.espeak_ng``: ReplyText -> 20 ms AudioOut chunks of 16 kHz mono PCM16.
+
+Synthesis runs the espeak-ng binary as an asyncio subprocess behind a
+:class:`ProviderChain`: cancelling the turn kills the child at once, and a
+failing voice falls back to the next provider in the policy's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from streams.nodes.audio import chunk_pcm16, espeak_pcm16
+from streams.nodes.errors import BadInputError, NodeConfigError
+from streams.nodes.items import AudioOut, Item, ReplyText
+from streams.nodes.node import NodeContext
+from streams.nodes.providers import ProviderChain, ProviderPolicy
+
+__all__ = ["PROVIDER_NAME", "EspeakConfig", "EspeakNode", "EspeakProvider"]
+
+PROVIDER_NAME = "espeak_ng"
+
+
+@dataclass(frozen=True, slots=True)
+class EspeakConfig:
+    """Mirrors the catalog's EspeakConfig; ``chunk_ms`` is runtime-only."""
+
+    voice: str = "en"
+    sample_rate_hz: int = 16000
+    rate_wpm: int = 160
+    pitch: int = 50
+    chunk_ms: int = 20
+
+    def __post_init__(self) -> None:
+        if not 80 <= self.rate_wpm <= 450 or not 0 <= self.pitch <= 99 or self.chunk_ms < 1:
+            raise ValueError("rate_wpm must be 80..450, pitch 0..99, chunk_ms >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class EspeakProvider:
+    """One espeak-ng voice; ``name`` is ``espeak_ng`` or ``espeak_ng:<voice>``."""
+
+    name: str
+    voice: str
+    rate_wpm: int
+    pitch: int
+    sample_rate_hz: int
+
+    async def __call__(self, request: str, ctx: NodeContext) -> bytes:
+        del ctx
+        return await espeak_pcm16(
+            request, voice=self.voice, rate=self.rate_wpm, pitch=self.pitch,
+            sample_rate=self.sample_rate_hz,
+        )
+
+
+def providers_for(config: EspeakConfig, names: tuple[str, ...]) -> list[EspeakProvider]:
+    """Resolve the policy's provider names; ``espeak_ng:<voice>`` selects another voice."""
+    out = []
+    for name in names or (PROVIDER_NAME,):
+        engine, _, voice = name.partition(":")
+        if engine != PROVIDER_NAME:
+            raise NodeConfigError(f"tts.espeak_ng: unknown provider {name!r} (have {PROVIDER_NAME!r})")
+        out.append(EspeakProvider(
+            name=name, voice=voice or config.voice, rate_wpm=config.rate_wpm,
+            pitch=config.pitch, sample_rate_hz=config.sample_rate_hz,
+        ))
+    return out
+
+
+class EspeakNode:
+    """Each ReplyText becomes a run of AudioOut chunks; the last has ``final=True``."""
+
+    def __init__(self, config: EspeakConfig, chain: ProviderChain[str, bytes]) -> None:
+        self.config = config
+        self.chain = chain
+        self._seq = 0
+
+    @classmethod
+    def build(cls, config: EspeakConfig, policy: ProviderPolicy) -> EspeakNode:
+        # skip / text_only: the reply text is already in the log, so audio may be silent.
+        degrade = (lambda _text: b"") if policy.degrade in ("skip", "text_only") else None
+        chain: ProviderChain[str, bytes] = ProviderChain(
+            providers=providers_for(config, policy.providers), timeout_s=policy.timeout_s,
+            retries=policy.retries, degrade=degrade,
+        )
+        return cls(config, chain)
+
+    async def process(self, item: Item, ctx: NodeContext) -> AsyncGenerator[Item, None]:
+        if not isinstance(item, ReplyText):
+            raise BadInputError(f"node {ctx.node_id!r} takes ReplyText, got {type(item).__name__}")
+        pcm = await self.chain.call(item.text, ctx) if item.text.strip() else b""
+        chunks = list(chunk_pcm16(pcm, sample_rate=self.config.sample_rate_hz,
+                                  chunk_ms=self.config.chunk_ms)) or [b""]
+        last = len(chunks) - 1
+        for i, chunk in enumerate(chunks):
+            yield AudioOut(chunk, self.config.sample_rate_hz, self._seq, final=i == last)
+            self._seq += 1
+
+    async def flush(self, ctx: NodeContext) -> AsyncGenerator[Item, None]:
+        return
+        yield
+
+    def close(self) -> None:
+        pass
