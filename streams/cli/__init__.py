@@ -40,6 +40,10 @@ def _register() -> None:
     demo_cmd.register(app)
     from pipelines.cli import register as _reg_pipelines
     _reg_pipelines(app)
+    from streams.abi import cli as abi_cli
+
+    app.add_typer(abi_cli.compat_app, name="compat")
+    app.add_typer(abi_cli.abi_app, name="abi")
     # Further command groups (pipelines, codec/compat, runtime, replay, audit)
     # register here, one line each.
 
