@@ -18,15 +18,18 @@ compat_app = typer.Typer(
     help="Gate Avro schema evolution: check avro/ against previous versions (dir, git:REF, registry).",
     no_args_is_help=True,
 )
-abi_app = typer.Typer(help="Inspect the Event ABI: subjects, schema ids, frames.", no_args_is_help=True)
+abi_app = typer.Typer(
+    help="Inspect the Event ABI: subjects, schema ids, frames.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @compat_app.command("check")
-def check(  # noqa: PLR0917  (typer maps parameters to options)
+def check(
     target: Annotated[
-        Path | None, typer.Argument(help="Schema directory or one .avsc (default: avro/).", show_default=False)
+        Path | None,
+        typer.Argument(help="Schema directory or one .avsc (default: avro/).", show_default=False),
     ] = None,
     against: Annotated[
         str | None,
@@ -38,10 +41,16 @@ def check(  # noqa: PLR0917  (typer maps parameters to options)
     ] = None,
     mode: Annotated[
         CompatMode | None,
-        typer.Option("--mode", case_sensitive=False, help="Override the per-subject mode of the skew policy."),
+        typer.Option(
+            "--mode", case_sensitive=False, help="Override the per-subject mode of the skew policy."
+        ),
     ] = None,
-    subject: Annotated[list[str] | None, typer.Option("--subject", help="Check only this subject.")] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Also write a JUnit XML report here.")] = None,
+    subject: Annotated[
+        list[str] | None, typer.Option("--subject", help="Check only this subject.")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Also write a JUnit XML report here.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check schema compatibility; exit 0 if compatible, 1 if not."""
@@ -77,15 +86,22 @@ def show(json_out: JsonOpt = False) -> None:
             {
                 "subject": subject,
                 "current_id": current,
-                "registered": current in {v.schema_id for v in versions} if current is not None else None,
-                "versions": [{"version": v.version, "id": v.schema_id, "abi": v.abi_version} for v in versions],
+                "registered": current in {v.schema_id for v in versions}
+                if current is not None
+                else None,
+                "versions": [
+                    {"version": v.version, "id": v.schema_id, "abi": v.abi_version}
+                    for v in versions
+                ],
                 "named_types": len(schemas.definitions),
             }
         )
     if json_out:
         emit_json({"abi_version": ABI_VERSION, "subjects": rows})
         return
-    sys.stdout.write(f"ABI {ABI_VERSION}, {len(schemas.definitions)} named types in {schemas.source}\n")
+    sys.stdout.write(
+        f"ABI {ABI_VERSION}, {len(schemas.definitions)} named types in {schemas.source}\n"
+    )
     for row in rows:
         history = ", ".join(f"v{v['version']}=id {v['id']}" for v in row["versions"]) or "none"
         sys.stdout.write(
@@ -112,7 +128,9 @@ def register() -> None:
 
 @abi_app.command("decode")
 def decode(
-    frame_file: Annotated[Path, typer.Argument(help="File holding one Confluent-framed value ('-' = stdin).")],
+    frame_file: Annotated[
+        Path, typer.Argument(help="File holding one Confluent-framed value ('-' = stdin).")
+    ],
 ) -> None:
     """Decode one frame and print the event (a debugging aid)."""
     from streams.abi.codec import EventCodec

@@ -70,10 +70,14 @@ class EventCodec:
                 fastavro_validate(record, self._parsed, raise_errors=True)
             schemaless_writer(out, self._parsed, record)
         except Exception as exc:
-            raise CodecError(f"cannot encode {self.subject}: {exc}", reason="invalid_event") from None
+            raise CodecError(
+                f"cannot encode {self.subject}: {exc}", reason="invalid_event"
+            ) from None
         frame = out.getvalue()
         if len(frame) > self.max_frame_bytes:
-            raise OversizedError(f"encoded frame of {len(frame)} bytes exceeds limit {self.max_frame_bytes}")
+            raise OversizedError(
+                f"encoded frame of {len(frame)} bytes exceeds limit {self.max_frame_bytes}"
+            )
         return frame
 
     def decode_record(self, frame: bytes) -> dict[str, Any]:
@@ -89,13 +93,15 @@ class EventCodec:
         body = BytesIO(frame)
         body.seek(_HEADER_LEN)
         try:
-            record = schemaless_reader(
-                body, writer, reader, return_record_name=True
-            )
+            record = schemaless_reader(body, writer, reader, return_record_name=True)
         except Exception as exc:
-            raise CodecError(f"body does not match schema id {schema_id}: {type(exc).__name__}: {exc}") from None
+            raise CodecError(
+                f"body does not match schema id {schema_id}: {type(exc).__name__}: {exc}"
+            ) from None
         if body.tell() != size:
-            raise CodecError(f"{size - body.tell()} trailing bytes after the record (schema id {schema_id})")
+            raise CodecError(
+                f"{size - body.tell()} trailing bytes after the record (schema id {schema_id})"
+            )
         if not isinstance(record, dict):
             raise CodecError(f"schema id {schema_id} is not a record schema")
         return record
@@ -107,7 +113,9 @@ class EventCodec:
         try:
             entry = (parse(schema), self._parsed)
         except Exception as exc:
-            raise CodecError(f"schema id {schema_id} is unparseable: {exc}", reason="unknown_schema") from None
+            raise CodecError(
+                f"schema id {schema_id} is unparseable: {exc}", reason="unknown_schema"
+            ) from None
         self._writers[schema_id] = entry
         return entry
 
@@ -123,7 +131,9 @@ class EventCodec:
         try:
             return envelope_from_record(record)
         except Exception as exc:
-            raise CodecError(f"decoded record is not a valid event: {exc}", reason="invalid_event") from None
+            raise CodecError(
+                f"decoded record is not a valid event: {exc}", reason="invalid_event"
+            ) from None
 
     def headers(self, event: Envelope) -> list[tuple[str, bytes]]:
         """Routing headers to produce ``event`` with."""

@@ -145,8 +145,6 @@ def _payload(event_type: EventType, lane: Lane = Lane.CONTROL) -> Callable[[_P],
     return register
 
 
-
-
 @_payload(EventType.AUDIO_CHUNK, Lane.DATA)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AudioChunk(Payload):
@@ -412,4 +410,3 @@ class Envelope:
             ts=ts or datetime.now(UTC),
             payload=payload,
         )
-

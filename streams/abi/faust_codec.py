@@ -25,7 +25,9 @@ CODEC_NAME = "rspp"
 class RsppFaustCodec(codecs.Codec):
     """Confluent-framed Avro ⇄ :class:`Envelope`; bad frames raise :class:`CodecError`."""
 
-    def __init__(self, children: tuple[Any, ...] | None = None, *, codec: EventCodec | None = None) -> None:
+    def __init__(
+        self, children: tuple[Any, ...] | None = None, *, codec: EventCodec | None = None
+    ) -> None:
         super().__init__(children)
         self._codec = codec
 
@@ -49,7 +51,9 @@ class RsppFaustCodec(codecs.Codec):
         raise TypeError(f"the {CODEC_NAME} codec encodes Envelope events, not {type(s).__name__}")
 
 
-def register_faust_codec(name: str = CODEC_NAME, *, codec: EventCodec | None = None) -> RsppFaustCodec:
+def register_faust_codec(
+    name: str = CODEC_NAME, *, codec: EventCodec | None = None
+) -> RsppFaustCodec:
     """Register the codec with Faust under ``name`` and return it."""
     instance = RsppFaustCodec(codec=codec)
     codecs.register(name, instance)

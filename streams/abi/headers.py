@@ -80,7 +80,16 @@ class RoutingHeaders:
 
 
 _WANTED = frozenset(
-    {"rspp_lane", "rspp_session", "rspp_tenant", "rspp_turn", "rspp_epoch", "rspp_correlation", "ce_id", "ce_type"}
+    {
+        "rspp_lane",
+        "rspp_session",
+        "rspp_tenant",
+        "rspp_turn",
+        "rspp_epoch",
+        "rspp_correlation",
+        "ce_id",
+        "ce_type",
+    }
 )
 
 
@@ -116,7 +125,10 @@ def parse_routing_headers(headers: HeaderList | None) -> RoutingHeaders:
         if not raw.isdigit():
             raise HeaderError(f"header rspp_epoch is not a non-negative integer: {raw!r:.40}")
         epoch = int(raw)
-    opt = {k: _text(k, found[k]) if k in found else None for k in ("rspp_tenant", "rspp_turn", "rspp_correlation", "ce_id", "ce_type")}
+    opt = {
+        k: _text(k, found[k]) if k in found else None
+        for k in ("rspp_tenant", "rspp_turn", "rspp_correlation", "ce_id", "ce_type")
+    }
     ce_type = opt["ce_type"]
     return RoutingHeaders(
         lane=lane,

@@ -103,7 +103,9 @@ class FileRegistry:
         schema_id = schema_id_for(schema)
         known = self._by_id.get(schema_id)
         if known is not None and fingerprint(known) != fingerprint(schema):
-            raise RegistryError(f"{self.path}: schema id {schema_id} collides with a different schema")
+            raise RegistryError(
+                f"{self.path}: schema id {schema_id} collides with a different schema"
+            )
         self._by_id[schema_id] = schema
         return schema_id
 
@@ -135,7 +137,12 @@ class FileRegistry:
             "format": _FORMAT,
             "subjects": {
                 subject: [
-                    {"version": v.version, "id": v.schema_id, "abi_version": v.abi_version, "schema": v.schema}
+                    {
+                        "version": v.version,
+                        "id": v.schema_id,
+                        "abi_version": v.abi_version,
+                        "schema": v.schema,
+                    }
                     for v in versions
                 ]
                 for subject, versions in sorted(self._subjects.items())
@@ -160,9 +167,13 @@ class ConfluentRegistry:
         from confluent_kafka.schema_registry import Schema
 
         try:
-            return int(self._client.register_schema(subject, Schema(orjson.dumps(schema).decode(), "AVRO")))
+            return int(
+                self._client.register_schema(subject, Schema(orjson.dumps(schema).decode(), "AVRO"))
+            )
         except Exception as exc:
-            raise RegistryError(f"schema registry {self.url}: cannot register {subject}: {exc}") from None
+            raise RegistryError(
+                f"schema registry {self.url}: cannot register {subject}: {exc}"
+            ) from None
 
     def schema_by_id(self, schema_id: int) -> Json | None:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -172,9 +183,13 @@ class ConfluentRegistry:
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 return None
-            raise RegistryError(f"schema registry {self.url}: schema id {schema_id}: {exc}") from None
+            raise RegistryError(
+                f"schema registry {self.url}: schema id {schema_id}: {exc}"
+            ) from None
         except Exception as exc:
-            raise RegistryError(f"schema registry {self.url}: schema id {schema_id}: {exc}") from None
+            raise RegistryError(
+                f"schema registry {self.url}: schema id {schema_id}: {exc}"
+            ) from None
         return orjson.loads(str(found.schema_str))
 
     def versions(self, subject: str) -> list[SchemaVersion]:

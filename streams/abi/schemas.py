@@ -78,7 +78,9 @@ class SchemaSet:
             except orjson.JSONDecodeError as exc:
                 raise SchemaError(f"{source}/{file_name}: not valid JSON: {exc}") from None
             if not isinstance(document, dict) or document.get("type") not in _NAMED:
-                raise SchemaError(f"{source}/{file_name}: top level must be a named type (record/enum/fixed)")
+                raise SchemaError(
+                    f"{source}/{file_name}: top level must be a named type (record/enum/fixed)"
+                )
             for fullname, definition in _named_definitions(document, None):
                 if fullname in definitions:
                     raise SchemaError(

@@ -92,7 +92,9 @@ class ShedPolicy:
         if not self.rule or not self.defaulting_source:
             raise LaneConfigError("shed policy needs a rule name and a defaulting source")
         if Lane.CONTROL in self.lanes:
-            raise LaneConfigError("shed policy may not list the control lane: control is never shed")
+            raise LaneConfigError(
+                "shed policy may not list the control lane: control is never shed"
+            )
         if not self.lanes or len(set(self.lanes)) != len(self.lanes):
             raise LaneConfigError(f"shed policy lanes must be distinct and non-empty: {self.lanes}")
         if self.batch < 1:
@@ -129,7 +131,9 @@ class PrefetchLimits:
             raise LaneConfigError("fetch_queue_backoff_ms must be >= 0")
         # librdkafka refuses fetch.max.bytes below message.max.bytes (1000000 by default).
         if self.fetch_max_bytes < 1_000_000:
-            raise LaneConfigError(f"fetch_max_bytes must be >= 1000000 (got {self.fetch_max_bytes})")
+            raise LaneConfigError(
+                f"fetch_max_bytes must be >= 1000000 (got {self.fetch_max_bytes})"
+            )
         if not 1 <= self.max_partition_fetch_bytes <= self.fetch_max_bytes:
             raise LaneConfigError("max_partition_fetch_bytes must be in 1..fetch_max_bytes")
 

@@ -18,12 +18,13 @@ together with :meth:`LaneIngress.group_metadata`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.lanes.config import LaneConfig
 from streams.lanes.errors import IngressError, LaneConfigError
@@ -73,7 +74,9 @@ class LaneIngress:
     ) -> None:
         self._config = config or LaneConfig()
         if self._config.shedding is not None and on_shed is None:
-            raise LaneConfigError("a shed policy needs an on_shed callback: nothing is dropped silently")
+            raise LaneConfigError(
+                "a shed policy needs an on_shed callback: nothing is dropped silently"
+            )
         self._layout = layout
         self._mode = mode
         self._on_dlq = on_dlq
@@ -106,6 +109,10 @@ class LaneIngress:
             # Same group id so committed control offsets are found; assign() only,
             # never subscribe(): it is not a group member and cannot steal partitions.
             self._control = Consumer({**settings, "client.id": f"{group_id}.control"})
+            # Connect and learn the control topic's leaders now: the first cancel after
+            # an assignment must not wait for a cold connection and metadata lookup.
+            with contextlib.suppress(KafkaException):
+                self._control.list_topics(topic=layout.control, timeout=5)
             topics = [layout.data, layout.telemetry]
         else:
             topics = [layout.control, layout.data, layout.telemetry]
@@ -199,7 +206,9 @@ class LaneIngress:
 
     def _error(self, msg: Any, err: KafkaError) -> None:
         if err.fatal() or err.code() == KafkaError._FATAL:
-            raise IngressError(f"fatal consumer error on {msg.topic()}[{msg.partition()}]: {err.str()}")
+            raise IngressError(
+                f"fatal consumer error on {msg.topic()}[{msg.partition()}]: {err.str()}"
+            )
         # Anything else librdkafka retries by itself (broker down, leader moved).
 
     def _ingest(self, msg: Any, tp: TP) -> bool:
@@ -213,16 +222,29 @@ class LaneIngress:
             self._tracker.fetched(topic, partition, offset)
             self._on_dlq(
                 RejectedRecord(
-                    reason=routed, topic=topic, partition=partition, offset=offset,
-                    key=msg.key(), value=msg.value(), headers=headers, timestamp_ms=ts,
+                    reason=routed,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=msg.key(),
+                    value=msg.value(),
+                    headers=headers,
+                    timestamp_ms=ts,
                 )
             )
             self._tracker.handled(topic, partition, offset)
             return True
         lane, session = routed
         record = LaneRecord(
-            lane=lane, session=session, topic=topic, partition=partition, offset=offset,
-            key=msg.key(), value=msg.value(), headers=headers, timestamp_ms=ts,
+            lane=lane,
+            session=session,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=msg.key(),
+            value=msg.value(),
+            headers=headers,
+            timestamp_ms=ts,
         )
         offer = self._scheduler.offer(record)
         if not offer.accepted:
@@ -309,7 +331,19 @@ class LaneIngress:
 
     def _sync_control(self) -> None:
         mine = sorted(tp for tp in self._assigned if tp[0] == self._layout.control)
-        if mine:
-            self._control.assign([TopicPartition(*tp) for tp in mine])
-        else:
+        if not mine:
             self._control.unassign()
+            return
+        # Explicit start offsets: an assign() without them makes the control consumer
+        # look its offsets up itself, which delayed its first fetch by about a second.
+        try:
+            committed = self._main.committed([TopicPartition(*tp) for tp in mine], timeout=5)
+        except KafkaException:
+            committed = [TopicPartition(*tp) for tp in mine]
+        start = [
+            TopicPartition(
+                tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            )
+            for tp in committed
+        ]
+        self._control.assign(start)

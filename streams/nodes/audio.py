@@ -46,7 +46,9 @@ def parse_wav(data: bytes) -> tuple[bytes, int]:
         if cid == b"fmt ":
             tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
             if tag != 1 or channels != 1 or bits != 16:
-                raise BadInputError(f"need mono PCM16 WAV, got format={tag} ch={channels} bits={bits}")
+                raise BadInputError(
+                    f"need mono PCM16 WAV, got format={tag} ch={channels} bits={bits}"
+                )
             fmt_seen = True
         elif cid == b"data":
             if not fmt_seen:
@@ -109,7 +111,8 @@ async def espeak_pcm16(
     try:
         proc = await asyncio.create_subprocess_exec(
             *espeak_command(voice=voice, rate=rate, pitch=pitch),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
@@ -135,8 +138,11 @@ def synthesize_pcm16(
     """Blocking synthesis for producers and tests (the demo's spoken input utterances)."""
     try:
         done = subprocess.run(
-            espeak_command(voice=voice, rate=rate, pitch=pitch), input=text.encode("utf-8"),
-            capture_output=True, check=False, timeout=30,
+            espeak_command(voice=voice, rate=rate, pitch=pitch),
+            input=text.encode("utf-8"),
+            capture_output=True,
+            check=False,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ProviderError(f"{ESPEAK_BINARY} failed: {exc}") from exc

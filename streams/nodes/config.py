@@ -31,7 +31,9 @@ def _check(node: str, name: str, hint: Any, value: object) -> object:
                     return _check(node, name, option, value)
                 except NodeConfigError:
                     continue
-        raise NodeConfigError(f"node {node!r}: config field {name!r} has unexpected value {value!r}")
+        raise NodeConfigError(
+            f"node {node!r}: config field {name!r} has unexpected value {value!r}"
+        )
     if origin is tuple:
         (inner, _) = typing.get_args(hint)
         if not isinstance(value, list | tuple):
@@ -39,8 +41,10 @@ def _check(node: str, name: str, hint: Any, value: object) -> object:
         return tuple(_check(node, f"{name}[{i}]", inner, v) for i, v in enumerate(value))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(hint, type) and isinstance(value, hint) and not (
-        hint is int and isinstance(value, bool)
+    if (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and not (hint is int and isinstance(value, bool))
     ):
         return value
     raise NodeConfigError(
@@ -71,9 +75,11 @@ def config_from_mapping(cls: type[C], mapping: Mapping[str, object], *, node_id:
         else:
             kwargs[name] = _check(node_id, name, hint, value)
     missing = [
-        f.name for f in known.values()
+        f.name
+        for f in known.values()
         if f.name not in kwargs
-        and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise NodeConfigError(f"node {node_id!r}: missing config field(s) {missing}")

@@ -129,15 +129,25 @@ class Graph:
         causation_id: str | None = None,
         trace_id: str | None = None,
         reporter: Reporter = discard_report,
+        turn_timeout_s: float | None = None,
     ) -> TurnRun:
-        """Create this turn's nodes and start their tasks (needs a running loop)."""
-        now = time.monotonic_ns()
+        """Create this turn's nodes and start their tasks (needs a running loop).
+
+        ``turn_timeout_s`` caps every provider call by the turn's end; each node's
+        own budget bounds its work per input (see ``_run_node``).
+        """
+        deadline = (
+            None if turn_timeout_s is None else time.monotonic_ns() + int(turn_timeout_s * 1e9)
+        )
         contexts = {
             node_id: NodeContext(
-                session_id=session_id, turn_id=turn_id, node_id=node_id,
-                correlation_id=correlation_id, causation_id=causation_id, trace_id=trace_id,
-                deadline_ns=(now + int(self.timeouts_s[node_id] * 1e9))
-                if node_id in self.timeouts_s else None,
+                session_id=session_id,
+                turn_id=turn_id,
+                node_id=node_id,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                trace_id=trace_id,
+                deadline_ns=deadline,
                 report=reporter,
             )
             for node_id in self.order
@@ -224,7 +234,9 @@ class TurnRun:
                 self._finish(node_id, "cancelled", 0, None)
         ended = tuple(self._ended[n] for n in self._graph.order)
         if self._failure is not None:
-            return TurnOutcome("failed", ended, failed_node=self._failure[0], error=self._failure[1])
+            return TurnOutcome(
+                "failed", ended, failed_node=self._failure[0], error=self._failure[1]
+            )
         return TurnOutcome("cancelled" if self._turn_cancelled else "completed", ended)
 
     def _all_tasks(self) -> list[asyncio.Task[None]]:
@@ -258,24 +270,23 @@ class TurnRun:
             if node_id in self._node_cancels:
                 raise asyncio.CancelledError
             node = self._graph.nodes[node_id]()
-            deadline = None if ctx.deadline_ns is None else (
-                asyncio.get_running_loop().time() + (ctx.deadline_ns - time.monotonic_ns()) / 1e9
-            )
-            async with asyncio.timeout_at(deadline):
-                ended = 0
-                while ended < upstreams:
-                    item = await queue.get()
-                    if isinstance(item, EndOfInput):
-                        ended += 1
-                        continue
-                    start = time.monotonic_ns()
-                    async with aclosing(node.process(item, ctx)) as outputs:
-                        async for out in outputs:
-                            await emit(out, start)
+            # The budget bounds the work on each input (and the final flush), not the
+            # node's lifetime: a streaming node waits for input as long as the user speaks.
+            budget = self._graph.timeouts_s.get(node_id)
+            ended = 0
+            while ended < upstreams:
+                item = await queue.get()
+                if isinstance(item, EndOfInput):
+                    ended += 1
+                    continue
                 start = time.monotonic_ns()
-                async with aclosing(node.flush(ctx)) as outputs:
+                async with asyncio.timeout(budget), aclosing(node.process(item, ctx)) as outputs:
                     async for out in outputs:
                         await emit(out, start)
+            start = time.monotonic_ns()
+            async with asyncio.timeout(budget), aclosing(node.flush(ctx)) as outputs:
+                async for out in outputs:
+                    await emit(out, start)
         except asyncio.CancelledError:
             if self._turn_cancelled or node_id not in self._node_cancels:
                 self._finish(node_id, "cancelled", count, None)

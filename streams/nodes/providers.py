@@ -72,7 +72,9 @@ class ProviderChain(Generic[Req, Res]):
         if not providers:
             raise NodeConfigError("a provider chain needs at least one provider")
         if timeout_s <= 0 or retries < 0:
-            raise NodeConfigError(f"timeout_s must be > 0 and retries >= 0 (got {timeout_s}, {retries})")
+            raise NodeConfigError(
+                f"timeout_s must be > 0 and retries >= 0 (got {timeout_s}, {retries})"
+            )
         self.providers = tuple(providers)
         self.timeout_s = timeout_s
         self.retries = retries

@@ -53,8 +53,13 @@ class NodeRegistry:
             self._kinds[kind.type_name] = kind
 
     def register(
-        self, type_name: str, build: NodeBuilder, *, deterministic: bool,
-        origin: str = "extension", replace: bool = False,
+        self,
+        type_name: str,
+        build: NodeBuilder,
+        *,
+        deterministic: bool,
+        origin: str = "extension",
+        replace: bool = False,
     ) -> None:
         """Add a node type (the hook for extension nodes)."""
         if type_name in self._kinds and not replace:
@@ -73,14 +78,22 @@ class NodeRegistry:
         return tuple(sorted(self._kinds))
 
     def create(
-        self, type_name: str, *, node_id: str, config: Mapping[str, object],
+        self,
+        type_name: str,
+        *,
+        node_id: str,
+        config: Mapping[str, object],
         policy: ProviderPolicy | None = None,
     ) -> NodeFactory:
         return self.kind(type_name).build(node_id, config, policy or ProviderPolicy())
 
 
 def build_graph(
-    *, registry: NodeRegistry, nodes: Sequence[NodeDecl], edges: Sequence[EdgeSpec], entry: str,
+    *,
+    registry: NodeRegistry,
+    nodes: Sequence[NodeDecl],
+    edges: Sequence[EdgeSpec],
+    entry: str,
     input_capacity: int = 16,
 ) -> Graph:
     """Build every node's config once and return the runnable graph."""
@@ -128,11 +141,13 @@ def _tts(node_id: str, mapping: Mapping[str, object], policy: ProviderPolicy) ->
 
 def default_registry() -> NodeRegistry:
     """A fresh registry holding the simple/v1 built-ins (the catalog's type names)."""
-    return NodeRegistry([
-        NodeKind("stt.pocketsphinx", _stt, deterministic=True),
-        NodeKind("text.normalize", _normalize, deterministic=True),
-        NodeKind("text.drop_fillers", _fillers, deterministic=True),
-        NodeKind("respond.rules", _rules, deterministic=True),
-        # espeak-ng output is stable per installed version, not across versions: not replay-pure.
-        NodeKind("tts.espeak_ng", _tts, deterministic=False),
-    ])
+    return NodeRegistry(
+        [
+            NodeKind("stt.pocketsphinx", _stt, deterministic=True),
+            NodeKind("text.normalize", _normalize, deterministic=True),
+            NodeKind("text.drop_fillers", _fillers, deterministic=True),
+            NodeKind("respond.rules", _rules, deterministic=True),
+            # espeak-ng output is stable per installed version, not across versions: not replay-pure.
+            NodeKind("tts.espeak_ng", _tts, deterministic=False),
+        ]
+    )

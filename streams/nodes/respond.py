@@ -44,7 +44,9 @@ class RulesConfig:
     def from_mapping(cls, mapping: Mapping[str, object], *, node_id: str) -> RulesConfig:
         raw = mapping.get("rules")
         if not isinstance(raw, list | tuple) or not raw:
-            raise NodeConfigError(f"node {node_id!r}: config field 'rules' must be a non-empty list")
+            raise NodeConfigError(
+                f"node {node_id!r}: config field 'rules' must be a non-empty list"
+            )
         rules = tuple(
             config_from_mapping(ReplyRule, _as_mapping(r, node_id, i), node_id=node_id)
             for i, r in enumerate(raw)
@@ -86,7 +88,9 @@ class RulesNode:
 
     async def process(self, item: Item, ctx: NodeContext) -> AsyncGenerator[Item, None]:
         if not isinstance(item, TranscriptText):
-            raise BadInputError(f"node {ctx.node_id!r} takes TranscriptText, got {type(item).__name__}")
+            raise BadInputError(
+                f"node {ctx.node_id!r} takes TranscriptText, got {type(item).__name__}"
+            )
         if item.final:
             yield self.reply_for(item.text)
 

@@ -78,7 +78,8 @@ def _new_decoder(grammar: str, sample_rate: int) -> Any:
 def _grammar_words(grammar: str) -> list[str]:
     # Drop header lines, rule names, tags and weights: what is left are the spoken words.
     body = "\n".join(
-        line for line in grammar.splitlines()
+        line
+        for line in grammar.splitlines()
         if not line.lstrip().startswith(("#JSGF", "grammar ", "import ", "//"))
     )
     body = re.sub(r"<[^>]*>|\{[^}]*\}|/[^/]*/|\bpublic\b", " ", body.lower())

@@ -27,8 +27,25 @@ __all__ = [
 DEFAULT_FILLERS = ("um", "uh", "erm", "er", "hmm", "mm")
 
 _UNIT_WORDS = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
     "nineteen",
 )
 _TENS_WORDS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
@@ -60,8 +77,12 @@ def _numbers_to_digits(words: list[str]) -> list[str]:
 
 
 def normalize_text(
-    text: str, *, lowercase: bool = True, strip_punctuation: bool = True,
-    collapse_whitespace: bool = True, numbers_to_digits: bool = True,
+    text: str,
+    *,
+    lowercase: bool = True,
+    strip_punctuation: bool = True,
+    collapse_whitespace: bool = True,
+    numbers_to_digits: bool = True,
     fillers: tuple[str, ...] = DEFAULT_FILLERS,
 ) -> str:
     """Lowercase, strip punctuation, drop fillers, number words -> digits, tidy spaces.
@@ -133,8 +154,11 @@ class NormalizeNode:
         t = _transcript(item, ctx)
         c = self.config
         text = normalize_text(
-            t.text, lowercase=c.lowercase, strip_punctuation=c.strip_punctuation,
-            collapse_whitespace=c.collapse_whitespace, numbers_to_digits=c.numbers_to_digits,
+            t.text,
+            lowercase=c.lowercase,
+            strip_punctuation=c.strip_punctuation,
+            collapse_whitespace=c.collapse_whitespace,
+            numbers_to_digits=c.numbers_to_digits,
             fillers=c.fillers,
         )
         yield TranscriptText(text, t.final, t.confidence)

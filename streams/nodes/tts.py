@@ -49,7 +49,10 @@ class EspeakProvider:
     async def __call__(self, request: str, ctx: NodeContext) -> bytes:
         del ctx
         return await espeak_pcm16(
-            request, voice=self.voice, rate=self.rate_wpm, pitch=self.pitch,
+            request,
+            voice=self.voice,
+            rate=self.rate_wpm,
+            pitch=self.pitch,
             sample_rate=self.sample_rate_hz,
         )
 
@@ -60,11 +63,18 @@ def providers_for(config: EspeakConfig, names: tuple[str, ...]) -> list[EspeakPr
     for name in names or (PROVIDER_NAME,):
         engine, _, voice = name.partition(":")
         if engine != PROVIDER_NAME:
-            raise NodeConfigError(f"tts.espeak_ng: unknown provider {name!r} (have {PROVIDER_NAME!r})")
-        out.append(EspeakProvider(
-            name=name, voice=voice or config.voice, rate_wpm=config.rate_wpm,
-            pitch=config.pitch, sample_rate_hz=config.sample_rate_hz,
-        ))
+            raise NodeConfigError(
+                f"tts.espeak_ng: unknown provider {name!r} (have {PROVIDER_NAME!r})"
+            )
+        out.append(
+            EspeakProvider(
+                name=name,
+                voice=voice or config.voice,
+                rate_wpm=config.rate_wpm,
+                pitch=config.pitch,
+                sample_rate_hz=config.sample_rate_hz,
+            )
+        )
     return out
 
 
@@ -81,8 +91,10 @@ class EspeakNode:
         # skip / text_only: the reply text is already in the log, so audio may be silent.
         degrade = (lambda _text: b"") if policy.degrade in ("skip", "text_only") else None
         chain: ProviderChain[str, bytes] = ProviderChain(
-            providers=providers_for(config, policy.providers), timeout_s=policy.timeout_s,
-            retries=policy.retries, degrade=degrade,
+            providers=providers_for(config, policy.providers),
+            timeout_s=policy.timeout_s,
+            retries=policy.retries,
+            degrade=degrade,
         )
         return cls(config, chain)
 
@@ -90,8 +102,9 @@ class EspeakNode:
         if not isinstance(item, ReplyText):
             raise BadInputError(f"node {ctx.node_id!r} takes ReplyText, got {type(item).__name__}")
         pcm = await self.chain.call(item.text, ctx) if item.text.strip() else b""
-        chunks = list(chunk_pcm16(pcm, sample_rate=self.config.sample_rate_hz,
-                                  chunk_ms=self.config.chunk_ms)) or [b""]
+        chunks = list(
+            chunk_pcm16(pcm, sample_rate=self.config.sample_rate_hz, chunk_ms=self.config.chunk_ms)
+        ) or [b""]
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
             yield AudioOut(chunk, self.config.sample_rate_hz, self._seq, final=i == last)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -33,10 +33,6 @@ _FENCING_CODES = frozenset(
         KafkaError.FENCED_INSTANCE_ID,
     }
 )
-
-
-class _GroupConsumer(Protocol):
-    def consumer_group_metadata(self) -> Any: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +119,12 @@ class TransactionalEgress:
         )
 
     # -- committing ------------------------------------------------------------
-    def commit(self, offsets: Sequence[TopicPartition], consumer: _GroupConsumer) -> None:
-        """Commit the open transaction together with ``offsets`` (next offsets to read)."""
+    def commit(self, offsets: Sequence[TopicPartition], group_metadata: Any) -> None:
+        """Commit the open transaction together with ``offsets`` (next offsets to read).
+
+        ``group_metadata`` is the consuming group member's ``consumer_group_metadata()``:
+        the broker refuses the offsets of a member whose generation is stale (a zombie).
+        """
         if not self._in_txn:
             if not offsets:
                 return
@@ -134,7 +134,7 @@ class TransactionalEgress:
         if offsets:
             self._call(
                 lambda: self._producer.send_offsets_to_transaction(
-                    list(offsets), consumer.consumer_group_metadata(), 30
+                    list(offsets), group_metadata, 30
                 )
             )
         self._call(lambda: self._producer.commit_transaction(30))

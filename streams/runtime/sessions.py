@@ -1,7 +1,7 @@
 """Per-session state and its changelog on ``<prefix>.sessions``.
 
 State = fold(log): the pinned bundle, the open turn (if any), the next log
-sequence number, the last ingress sequence seen and the lease epoch last
+sequence number, the last ingress sequence applied per lane and the lease epoch last
 written. A snapshot is appended (compacted topic, key = session id) in the same
 transaction as the log events that changed it, so a processor that gains the
 partition restores each session exactly where the previous owner committed.
@@ -41,7 +41,7 @@ class SessionSnapshot:
     partition: int
     bundle_id: str
     next_seq: int
-    last_ingress_seq: int
+    last_seq_by_lane: dict[str, int]
     epoch: int
     open_turn: OpenTurn | None = None
     closed: bool = False
@@ -66,7 +66,7 @@ class SessionState:
     partition: int
     bundle_id: str
     next_seq: int = 0
-    last_ingress_seq: int = -1
+    last_seq_by_lane: dict[str, int] = field(default_factory=dict)
     epoch: int = 0
     turn: TurnState | None = None
     turn_correlation: str | None = None
@@ -96,7 +96,7 @@ class SessionState:
             partition=self.partition,
             bundle_id=self.bundle_id,
             next_seq=self.next_seq,
-            last_ingress_seq=self.last_ingress_seq,
+            last_seq_by_lane=dict(self.last_seq_by_lane),
             epoch=self.epoch,
             open_turn=open_turn,
             closed=self.closed,
@@ -111,7 +111,7 @@ class SessionState:
             partition=snap.partition,
             bundle_id=snap.bundle_id,
             next_seq=snap.next_seq,
-            last_ingress_seq=snap.last_ingress_seq,
+            last_seq_by_lane=dict(snap.last_seq_by_lane),
             epoch=snap.epoch,
             closed=snap.closed,
             turns_done=snap.turns_done,

@@ -32,7 +32,7 @@ def test_compile_table_shows_value_and_source() -> None:
     result = _run("compile", "--spec", SPEC, "--profile", PROFILE, "--policy", POLICY)
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if "nodes.stt.timeout_ms" in line]
-    assert rows and "2500" in rows[0] and "policy:default_voice" in rows[0]
+    assert rows and "10000" in rows[0] and "policy:default_voice" in rows[0]
     for source in ("spec", "profile", "module default", "simple/v1 default"):
         assert source in result.stdout
 

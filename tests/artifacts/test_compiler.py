@@ -47,8 +47,8 @@ def test_every_source_layer_shows_up(shipped: ArtifactSet) -> None:
     spec, profile, policy, modules = _get(shipped)
     resolved = ScaffoldCompiler().normalize(spec, profile, (policy,), modules=modules)
     nodes = {n.id: n for n in resolved.nodes}
-    assert nodes["stt"].timeout_ms.source == "policy:default_voice"  # policy beats spec 3000
-    assert nodes["stt"].timeout_ms.value == 2500
+    assert nodes["stt"].timeout_ms.source == "policy:default_voice"  # policy beats spec 12000
+    assert nodes["stt"].timeout_ms.value == 10000
     assert nodes["respond"].timeout_ms.source == "spec"
     assert nodes["normalize.clean"].timeout_ms.source == "module default"
     assert nodes["stt"].retries.value == 1
@@ -64,7 +64,7 @@ def test_every_source_layer_shows_up(shipped: ArtifactSet) -> None:
 def test_without_policy_spec_values_win(shipped: ArtifactSet) -> None:
     spec, profile, _, modules = _get(shipped)
     nodes = {n.id: n for n in ScaffoldCompiler().normalize(spec, profile, modules=modules).nodes}
-    assert (nodes["stt"].timeout_ms.value, nodes["stt"].timeout_ms.source) == (3000, "spec")
+    assert (nodes["stt"].timeout_ms.value, nodes["stt"].timeout_ms.source) == (12000, "spec")
     assert (nodes["tts"].timeout_ms.value, nodes["tts"].timeout_ms.source) == (2000, "profile")
 
 

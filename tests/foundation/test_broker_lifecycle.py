@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -27,9 +28,12 @@ def _free_port_pair() -> int:
 @pytest.mark.skipif(
     external_bootstrap() is not None, reason="RSPP_BOOTSTRAP set: this machine runs no local broker"
 )
-def test_up_twice_is_one_broker_and_down_stops_it(kafka_bootstrap: str) -> None:
-    # kafka_bootstrap ensures the shared jar cache exists; this broker gets its own port and state.
-    broker = LocalBroker(BrokerConfig(port=_free_port_pair(), heap="256m"))
+def test_up_twice_is_one_broker_and_down_stops_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # kafka_bootstrap ensures the shared jar cache exists; this broker gets its own port and a
+    # private state dir (the jars are linked in, not resolved again).
+    shared = LocalBroker(BrokerConfig()).ensure_jars().parent
+    (tmp_path / shared.name).symlink_to(shared)
+    broker = LocalBroker(BrokerConfig(port=_free_port_pair(), heap="256m", home=tmp_path))
     try:
         first = broker.up(timeout=120)
         second = broker.up(timeout=30)

@@ -72,7 +72,7 @@ def test_epochs_increase_per_grant_across_processors(
             egress.append(
                 layout.leases, partition=p, key=lease_key(p), value=f"{p}:{lease.epoch}".encode()
             )
-        egress.commit([], consumer)
+        egress.commit([], consumer.consumer_group_metadata())
         egress.close()
         assert book.epoch(0) == latest[0] + 1
     assert read_latest_epochs(
@@ -107,7 +107,7 @@ def test_offsets_commit_with_records_and_zombie_is_fenced(
     txn_id = unique_prefix()
     first = TransactionalEgress(EgressConfig(bootstrap=kafka_bootstrap, transactional_id=txn_id))
     first.append(layout.log, partition=0, key=b"s", value=b"out-1")
-    first.commit([TopicPartition(layout.data, 0, 5)], consumer)
+    first.commit([TopicPartition(layout.data, 0, 5)], consumer.consumer_group_metadata())
     committed = consumer.committed([TopicPartition(layout.data, 0)], timeout=10)
     assert committed[0].offset == 5
 
@@ -117,9 +117,9 @@ def test_offsets_commit_with_records_and_zombie_is_fenced(
     )
     with pytest.raises(FencedError):
         first.append(layout.log, partition=0, key=b"s", value=b"zombie-2")
-        first.commit([TopicPartition(layout.data, 0, 9)], consumer)
+        first.commit([TopicPartition(layout.data, 0, 9)], consumer.consumer_group_metadata())
     successor.append(layout.log, partition=0, key=b"s", value=b"out-2")
-    successor.commit([], consumer)
+    successor.commit([], consumer.consumer_group_metadata())
     assert _read_committed(kafka_bootstrap, layout.log, unique_prefix(), 2) == [b"out-1", b"out-2"]
     assert consumer.committed([TopicPartition(layout.data, 0)], timeout=10)[0].offset == 5
     successor.close()

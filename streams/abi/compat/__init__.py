@@ -58,11 +58,15 @@ def check_schemas(
             SubjectResult(
                 subject=subject,
                 mode=subject_mode,
-                checked_against=tuple(p.label for p in checked) if subject_mode is not CompatMode.NONE else (),
+                checked_against=tuple(p.label for p in checked)
+                if subject_mode is not CompatMode.NONE
+                else (),
                 incompatibilities=tuple(found),
             )
         )
-    return CompatReport(source=str(target or new_set.source), against=source.label, subjects=tuple(results))
+    return CompatReport(
+        source=str(target or new_set.source), against=source.label, subjects=tuple(results)
+    )
 
 
 def _mentions(schema: object, names: frozenset[str]) -> bool:

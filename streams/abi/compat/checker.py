@@ -131,7 +131,11 @@ def _describe(schema: Any) -> str:
 
 
 def _branch_label(schema: Any) -> str:
-    return str(schema.name) if str(schema.type) in ("record", "error", "enum", "fixed") else str(schema.type)
+    return (
+        str(schema.name)
+        if str(schema.type) in ("record", "error", "enum", "fixed")
+        else str(schema.type)
+    )
 
 
 def _same_kind(a: Any, b: Any) -> bool:
@@ -161,7 +165,11 @@ class _Walker:
 
     def type_changed(self, path: str, reader: Any, writer: Any) -> None:
         old, new = self.old_new(reader, writer)
-        self.add(path, f"type changed {_describe(old)}→{_describe(new)}", "no Avro promotion between them")
+        self.add(
+            path,
+            f"type changed {_describe(old)}→{_describe(new)}",
+            "no Avro promotion between them",
+        )
 
     def walk(self, reader: Any, writer: Any, path: str) -> None:
         key = (id(reader), id(writer))
@@ -170,9 +178,15 @@ class _Walker:
         self.seen.add(key)
         kind = str(reader.type)
         if reader.type == writer.type:
-            if kind in ("record", "error", "enum", "fixed") and not schema_name_equals(reader, writer):
+            if kind in ("record", "error", "enum", "fixed") and not schema_name_equals(
+                reader, writer
+            ):
                 old, new = self.old_new(reader, writer)
-                self.add(path, f"{kind} renamed {old.fullname}→{new.fullname} without an alias", "names must match")
+                self.add(
+                    path,
+                    f"{kind} renamed {old.fullname}→{new.fullname} without an alias",
+                    "names must match",
+                )
             if kind in ("record", "error"):
                 self.walk_record(reader, writer, path)
             elif kind == "enum":
@@ -180,7 +194,9 @@ class _Walker:
                 default = reader.props.get("default")
                 if missing and not (default and default in reader.symbols):
                     rule = "enum symbol removed" if self.backward else "enum symbol added"
-                    self.add(path, rule, f"symbols {', '.join(missing)}; the reading enum has no default")
+                    self.add(
+                        path, rule, f"symbols {', '.join(missing)}; the reading enum has no default"
+                    )
             elif kind == "fixed" and reader.size != writer.size:
                 old, new = self.old_new(reader, writer)
                 self.add(path, f"fixed size changed {old.size}→{new.size}", "sizes must match")
@@ -225,13 +241,23 @@ class _Walker:
             writer_field = lookup_writer_field(writer_schema=writer, reader_field=field)
             if writer_field is None:
                 if not field.has_default:
-                    rule = "field added without default" if self.backward else "field removed without default"
-                    self.add(field_path, rule, f"the reader needs {field.name} and the writer has no such field")
+                    rule = (
+                        "field added without default"
+                        if self.backward
+                        else "field removed without default"
+                    )
+                    self.add(
+                        field_path,
+                        rule,
+                        f"the reader needs {field.name} and the writer has no such field",
+                    )
             else:
                 self.walk(field.type, writer_field.type, field_path)
 
 
-def explain(reader: avro.schema.Schema, writer: avro.schema.Schema, *, backward: bool) -> list[tuple[str, str, str]]:
+def explain(
+    reader: avro.schema.Schema, writer: avro.schema.Schema, *, backward: bool
+) -> list[tuple[str, str, str]]:
     """``(path, rule, detail)`` for each incompatibility of reader vs writer; empty iff compatible.
 
     ``backward`` says the reader is the new schema (so a missing reader field
@@ -251,7 +277,9 @@ def _oracle_location(reader: Any, writer: Any) -> str:
     return ",".join(sorted(result.locations))
 
 
-def check_against(new: Json, previous: Sequence[Previous], mode: CompatMode) -> list[Incompatibility]:
+def check_against(
+    new: Json, previous: Sequence[Previous], mode: CompatMode
+) -> list[Incompatibility]:
     """Every incompatibility of ``new`` against ``previous`` (oldest first) under ``mode``."""
     if mode is CompatMode.NONE or not previous:
         return []
@@ -272,7 +300,12 @@ def check_against(new: Json, previous: Sequence[Previous], mode: CompatMode) -> 
             location = _oracle_location(reader, writer)
             out.extend(
                 Incompatibility(
-                    path=path, rule=rule, detail=detail, against=older.label, direction=direction, location=location
+                    path=path,
+                    rule=rule,
+                    detail=detail,
+                    against=older.label,
+                    direction=direction,
+                    location=location,
                 )
                 for path, rule, detail in found
             )

@@ -67,11 +67,15 @@ class CompatReport:
         for s in self.subjects:
             status = "ok  " if s.ok else "FAIL"
             versions = len(s.checked_against)
-            lines.append(f"{status} {s.subject} [{s.mode.value}] against {versions} previous version(s)")
+            lines.append(
+                f"{status} {s.subject} [{s.mode.value}] against {versions} previous version(s)"
+            )
             lines.extend(f"     {i.line()}" for i in s.incompatibilities)
         if not self.subjects:
             lines.append("no subjects to check")
-        lines.append(f"{'compatible' if self.ok else 'INCOMPATIBLE'}: {self.source} against {self.against}")
+        lines.append(
+            f"{'compatible' if self.ok else 'INCOMPATIBLE'}: {self.source} against {self.against}"
+        )
         return "\n".join(lines)
 
     def to_junit(self) -> str:
@@ -81,12 +85,17 @@ class CompatReport:
         for s in self.subjects:
             for label in s.checked_against or ("(no previous version)",):
                 cases += 1
-                case = ET.SubElement(suite, "testcase", classname=s.subject, name=f"{s.mode.value} vs {label}")
+                case = ET.SubElement(
+                    suite, "testcase", classname=s.subject, name=f"{s.mode.value} vs {label}"
+                )
                 broken = [i for i in s.incompatibilities if i.against == label]
                 if broken:
                     failures += 1
                     failure = ET.SubElement(
-                        case, "failure", message=f"{len(broken)} incompatibilit(ies)", type=s.mode.value
+                        case,
+                        "failure",
+                        message=f"{len(broken)} incompatibilit(ies)",
+                        type=s.mode.value,
                     )
                     failure.text = "\n".join(i.line() for i in broken)
         suite.set("tests", str(cases))

@@ -24,7 +24,14 @@ from streams.abi.registry import REGISTRY_FILE, ConfluentRegistry, SchemaRegistr
 from streams.abi.schemas import SchemaSet, avro_dir, fingerprint, load_schema_dir
 from streams.config import repo_root
 
-__all__ = ["DEFAULT_MODE", "POLICY_FILE", "PreviousVersions", "mode_for", "new_schema_set", "open_source"]
+__all__ = [
+    "DEFAULT_MODE",
+    "POLICY_FILE",
+    "PreviousVersions",
+    "mode_for",
+    "new_schema_set",
+    "open_source",
+]
 
 DEFAULT_MODE = CompatMode.BACKWARD_TRANSITIVE
 POLICY_FILE = Path("pipelines") / "compat" / "version_skew_policy_v1.yaml"
@@ -46,7 +53,9 @@ def mode_for(subject: str, policy_file: Path | None = None) -> CompatMode:
     try:
         return CompatMode(str(raw).upper())
     except ValueError:
-        raise CompatSourceError(f"{path}: schema_compatibility mode {raw!r} for {subject} is not a mode") from None
+        raise CompatSourceError(
+            f"{path}: schema_compatibility mode {raw!r} for {subject} is not a mode"
+        ) from None
 
 
 def new_schema_set(target: Path | None) -> tuple[SchemaSet, frozenset[str] | None]:
@@ -59,7 +68,9 @@ def new_schema_set(target: Path | None) -> tuple[SchemaSet, frozenset[str] | Non
         return load_schema_dir(target), None
     if not target.is_file():
         raise CompatSourceError(f"{target}: no such schema file or directory")
-    single = SchemaSet.from_texts({target.name: target.read_text(encoding="utf-8")}, source=str(target.parent))
+    single = SchemaSet.from_texts(
+        {target.name: target.read_text(encoding="utf-8")}, source=str(target.parent)
+    )
     base = avro_dir() if target.parent.resolve() != avro_dir().resolve() else target.parent
     texts = {p.name: p.read_text(encoding="utf-8") for p in sorted(base.glob("*.avsc"))}
     base_set = SchemaSet.from_texts(texts, source=str(base))
@@ -81,10 +92,14 @@ class PreviousVersions:
     def for_subject(self, subject: str) -> list[Previous]:
         versions: list[Previous] = []
         if self.registry is not None:
-            versions = [Previous(label=v.label, schema=v.schema) for v in self.registry.versions(subject)]
+            versions = [
+                Previous(label=v.label, schema=v.schema) for v in self.registry.versions(subject)
+            ]
         versions.extend(self.history.get(subject, ()))
         if self.schemas is not None and subject in self.schemas.definitions:
-            versions.append(Previous(label=f"{subject} at {self.label}", schema=self.schemas.compose(subject)))
+            versions.append(
+                Previous(label=f"{subject} at {self.label}", schema=self.schemas.compose(subject))
+            )
         return _dedupe(versions)
 
 
@@ -104,7 +119,9 @@ def _history(document: Any, label: str) -> dict[str, list[Previous]]:
     history: dict[str, list[Previous]] = {}
     for subject, entries in (document.get("subjects") or {}).items():
         history[subject] = [
-            Previous(label=f"{subject} v{e['version']} (id {e['id']}) at {label}", schema=e["schema"])
+            Previous(
+                label=f"{subject} v{e['version']} (id {e['id']}) at {label}", schema=e["schema"]
+            )
             for e in sorted(entries, key=lambda e: int(e["version"]))
         ]
     return history
@@ -125,7 +142,9 @@ def _from_dir(path: Path) -> PreviousVersions:
 
 def _git(args: list[str], cwd: Path) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CompatSourceError(f"git {' '.join(args)}: {exc}") from None
     if done.returncode != 0:
@@ -147,7 +166,9 @@ def _from_git(ref: str, schema_dir: Path) -> PreviousVersions:
         try:
             history = _history(orjson.loads(raw), label)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise CompatSourceError(f"{label}:{rel}/{REGISTRY_FILE}: unreadable registry: {exc}") from None
+            raise CompatSourceError(
+                f"{label}:{rel}/{REGISTRY_FILE}: unreadable registry: {exc}"
+            ) from None
     try:
         schemas = SchemaSet.from_texts(texts, source=f"{label}:{rel}") if texts else None
     except SchemaError as exc:
@@ -170,5 +191,7 @@ def open_source(spec: str | None, *, schema_dir: Path | None = None) -> Previous
         return _from_git(ref, directory)
     path = Path(spec)
     if not path.is_dir():
-        raise CompatSourceError(f"--against {spec}: not a directory, git:REF, registry or registry:URL")
+        raise CompatSourceError(
+            f"--against {spec}: not a directory, git:REF, registry or registry:URL"
+        )
     return _from_dir(path)

@@ -1,0 +1,256 @@
+"""``rspp run``, ``rspp dlq show`` and ``rspp produce``: operate the stream runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from streams.cli.output import console, emit_json, err_console
+from streams.cluster import resolve_bootstrap
+
+if TYPE_CHECKING:
+    from pipelines.models.resolved import PipelineBundle
+    from streams.runtime.processor import Processor
+    from streams.runtime.stats import EngineStats
+
+__all__ = ["register"]
+
+PrefixOpt = Annotated[
+    str, typer.Option("--prefix", "-p", help="Deployment prefix (topics P.control, P.data, …).")
+]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap", help="Kafka bootstrap servers (default RSPP_BOOTSTRAP or the local broker)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+dlq_app = typer.Typer(
+    help="Inspect the dead-letter topic P.dlq: bad input with its reason and original bytes."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="run")(run)
+    app.command(name="produce")(produce)
+    app.add_typer(dlq_app, name="dlq")
+
+
+def _skew_gate(policy_path: Path | None) -> Callable[[PipelineBundle], str | None]:
+    """The version-skew check for process start and session open (guide invariant 15)."""
+    from pipelines.loader import load_artifact
+    from pipelines.models.compat import VersionSkewPolicy
+    from pipelines.skew import check_skew
+    from streams.abi.version import ABI_VERSION
+    from streams.config import repo_root
+
+    path = policy_path or repo_root() / "pipelines" / "compat" / "version_skew_policy_v1.yaml"
+    loaded, issues = load_artifact(path)
+    if loaded is None or not isinstance(loaded.model, VersionSkewPolicy):
+        detail = issues[0] if issues else "not a VersionSkewPolicy"
+        raise typer.BadParameter(f"{path}: {detail}")
+    policy = loaded.model
+
+    def gate(bundle: PipelineBundle) -> str | None:
+        problems = check_skew(policy, bundle, runtime_abi=ABI_VERSION, today=dt.date.today())
+        return "; ".join(problems) or None
+
+    return gate
+
+
+def run(
+    prefix: PrefixOpt,
+    bundle: Annotated[
+        Path, typer.Option("--bundle", "-b", help="Bundle JSON file (see `rspp bundle build`).")
+    ],
+    group: Annotated[
+        str | None, typer.Option("--group", help="Consumer group (default rspp-<prefix>).")
+    ] = None,
+    processor_id: Annotated[
+        str | None, typer.Option("--id", help="Lease holder name (default host-pid-random).")
+    ] = None,
+    commit_ms: Annotated[
+        int, typer.Option("--commit-ms", help="Transaction commit interval.")
+    ] = 100,
+    skew_policy: Annotated[
+        Path | None,
+        typer.Option("--skew-policy", help="Version-skew policy (default pipelines/compat/...)."),
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply-topics/--no-apply-topics", help="Create missing topics first.")
+    ] = True,
+    partitions: Annotated[
+        int, typer.Option("--partitions", help="Partitions when creating topics.")
+    ] = 6,
+    bootstrap: BootstrapOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a processor until SIGTERM/SIGINT, then drain (finish or abort open turns), commit and leave.
+
+    Scale out by starting more `rspp run` with the same --prefix (and --group): Kafka splits the
+    partitions between them; sessions move with their partitions and resume from the changelog.
+    """
+    from pipelines.bundles import read_bundle
+    from streams.runtime.errors import ProcessorError
+    from streams.runtime.processor import Processor, ProcessorConfig
+    from streams.topics import TopicLayout, apply_topics
+
+    loaded = read_bundle(bundle)
+    gate = _skew_gate(skew_policy)
+    problem = gate(loaded)
+    if problem:
+        raise ProcessorError(
+            f"bundle {loaded.bundle_id} refused by the version-skew policy: {problem}"
+        )
+    address = resolve_bootstrap(bootstrap, timeout=30)
+    if apply:
+        apply_topics(address, TopicLayout(prefix=prefix, partitions=partitions))
+    config = ProcessorConfig(
+        bootstrap=address,
+        prefix=prefix,
+        bundle=loaded,
+        group_id=group,
+        processor_id=processor_id,
+        commit_interval_ms=commit_ms,
+        session_gate=gate,
+    )
+    processor = Processor(config)
+    if not json_out:
+        err_console.print(
+            f"rspp run: prefix [bold]{prefix}[/] bundle {loaded.bundle_id} group {config.group} "
+            f"holder {processor.holder} @ {address}"
+        )
+    started = time.monotonic()
+    stats = asyncio.run(_run_until_signal(processor))
+    summary = {
+        "holder": processor.holder,
+        "seconds": round(time.monotonic() - started, 3),
+        "events_in": stats.events_in,
+        "turns_opened": stats.turns_opened,
+        "turns_committed": stats.turns_committed,
+        "turns_aborted": stats.turns_aborted,
+        "outputs": stats.outputs,
+        "cancels": stats.cancels,
+        "shed": stats.shed,
+        "dlq": processor.dlq_count,
+        "dlq_reasons": processor.dlq_reasons,
+        "transactions": processor.egress.stats.transactions,
+        "records_written": processor.egress.stats.records,
+        "leases": processor.leases.partitions,
+    }
+    if json_out:
+        emit_json(summary)
+    else:
+        err_console.print(
+            "rspp run: stopped "
+            + ", ".join(f"{k}={v}" for k, v in summary.items() if k != "holder")
+        )
+
+
+async def _run_until_signal(processor: Processor) -> EngineStats:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await processor.run(stop)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    prefix: PrefixOpt,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="Show at most this many records.")
+    ] = 50,
+    bootstrap: BootstrapOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List dead-lettered records: reason, original topic/partition/offset, size."""
+    from streams.abi.codec import EventCodec
+    from streams.abi.events import DeadLetter
+    from streams.runtime.changelog import read_to_end
+    from streams.topics import TopicLayout, describe_topics
+
+    address = resolve_bootstrap(bootstrap, timeout=15)
+    layout = TopicLayout(prefix=prefix, partitions=1)
+    dlq = next(r for r in describe_topics(address, layout) if r.name == layout.dlq)
+    if not dlq.exists:
+        raise typer.BadParameter(f"topic {layout.dlq} does not exist")
+    codec = EventCodec()
+    rows = []
+    for msg in read_to_end(address, layout.dlq, range(dlq.partitions or 0)):
+        event = codec.decode(msg.value())
+        p = event.payload
+        if isinstance(p, DeadLetter):
+            rows.append(
+                {
+                    "dlq_offset": f"{msg.partition()}:{msg.offset()}",
+                    "reason": p.reason,
+                    "original": f"{p.original_topic}[{p.original_partition}]@{p.original_offset}",
+                    "session": event.session_id,
+                    "bytes": len(p.original_bytes or b""),
+                }
+            )
+        if len(rows) >= limit:
+            break
+    if json_out:
+        emit_json({"prefix": prefix, "records": rows})
+        return
+    table = Table(title=f"{len(rows)} dead-lettered record(s) in {layout.dlq}")
+    for col in ("dlq offset", "reason", "original", "session", "bytes"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    console.print(table)
+
+
+def produce(
+    prefix: PrefixOpt,
+    session: Annotated[str, typer.Option("--session", "-s", help="Session id.")],
+    text: Annotated[
+        list[str], typer.Option("--text", "-t", help="Final transcript(s) to send, one turn each.")
+    ] = [],  # noqa: B006
+    say: Annotated[
+        list[str],
+        typer.Option("--say", help="Utterance(s) to speak with espeak-ng and stream as audio."),
+    ] = [],  # noqa: B006
+    cancel: Annotated[
+        bool, typer.Option("--cancel", help="Send a barge-in cancel after the last utterance.")
+    ] = False,
+    close: Annotated[
+        bool, typer.Option("--close/--no-close", help="Close the session at the end.")
+    ] = True,
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id.")] = "default",
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Act as a voice service: open a session, send transcripts or spoken audio, cancel, close."""
+    from streams.client import VoiceClient
+    from streams.nodes import synthesize_pcm16
+
+    address = resolve_bootstrap(bootstrap, timeout=15)
+    client = VoiceClient(bootstrap=address, prefix=prefix, tenant_id=tenant)
+    handle = client.open_session(session)
+    for line in text:
+        handle.send_transcript(line, final=True)
+    for line in say:
+        pcm = synthesize_pcm16(line)
+        for i in range(0, len(pcm), 640):
+            handle.send_audio(pcm[i : i + 640])
+        handle.end_utterance()
+    if cancel:
+        handle.cancel()
+    if close:
+        handle.close()
+    left = client.flush()
+    console.print(
+        f"sent {handle.sent} event(s) for session {session}"
+        + (f" ({left} undelivered)" if left else "")
+    )

@@ -1,0 +1,595 @@
+"""The turn engine: sessions, admission, turns, cancel, node reports → log events.
+
+Kafka-free: it takes decoded ingress events and graph reports and writes
+through an :class:`EventWriter`; :mod:`streams.runtime.processor` owns the
+consumers, the transaction and the rebalance handling around it. One engine
+instance runs on one asyncio loop; no locking is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from pipelines.canonical import canonical_json
+from pipelines.models.plan import LeaseSnapshot, RoutingSnapshot, SessionSnapshot, TurnOpenRequest
+from pipelines.models.resolved import PipelineBundle
+from pipelines.plans import TurnPlanResolver
+from streams.abi import events as ev
+from streams.nodes import (
+    AudioFrame,
+    Report,
+    TranscriptText,
+)
+from streams.runtime.fencing import Scope
+from streams.runtime.graphs import GraphCache
+from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
+from streams.runtime.reports import OutputRecorder
+from streams.runtime.sessions import SessionState
+from streams.runtime.stats import EngineStats
+from streams.runtime.turns import ActiveTurn, TurnEnded
+from streams.runtime.writer import EventWriter, TurnStamp
+
+__all__ = ["EngineStats", "TurnEngine"]
+
+_PENDING_LIMIT = (
+    1000  # utterance items held while the previous turn still responds (~20 s of audio)
+)
+
+
+class TurnEngine:
+    """Applies ingress events and node reports to session state, writing every event."""
+
+    def __init__(
+        self,
+        *,
+        writer: EventWriter,
+        bundle: PipelineBundle,
+        graphs: GraphCache,
+        processor_id: str,
+        prefix: str,
+        session_gate: object = None,
+    ) -> None:
+        self.writer = writer
+        self.bundle = bundle
+        self.graphs = graphs
+        self.processor_id = processor_id
+        self.prefix = prefix
+        self.resolver = TurnPlanResolver()
+        self.sessions: dict[str, SessionState] = {}
+        self.turns: dict[str, ActiveTurn] = {}  # turn_id -> handle
+        self.reports: deque[tuple[str, Report | TurnEnded]] = deque()
+        self.pending: dict[str, deque[ev.Envelope]] = {}
+        self.dirty: set[str] = set()
+        self.draining = False
+        self.stats = EngineStats()
+        admission = bundle.resolved_spec.admission
+        self.max_turns_per_tenant = admission.max_concurrent_turns_per_tenant.value
+        self._session_gate = session_gate
+        self.recorder = OutputRecorder(writer=writer, stats=self.stats)
+
+    def prewarm(self) -> None:
+        """Build the bundle's graphs now (models load here), not inside the first turn."""
+        plan = self.resolver.resolve(
+            bundle=self.bundle,
+            session=SessionSnapshot(
+                tenant_id="__warmup__",
+                session_id="__warmup__",
+                pinned_bundle_digest=self.bundle.digest,
+                next_seq=0,
+                last_epoch=0,
+            ),
+            turn=TurnOpenRequest(
+                turn_id="warmup", trigger="warmup", correlation_id="warmup", opened_at_us=0
+            ),
+            lease=LeaseSnapshot(epoch=0, holder=self.processor_id, partition=0),
+            routing=RoutingSnapshot(
+                topic_prefix=self.prefix, partition=0, processor_id=self.processor_id
+            ),
+        )
+        for text_input in (False, True):
+            self.graphs.for_plan(plan, text_input=text_input)
+
+    # -- ingress ------------------------------------------------------------
+    def apply(self, event: ev.Envelope, *, partition: int) -> str | None:
+        """Apply one decoded ingress event. Returns a DLQ reason when it cannot be applied."""
+        self.stats.events_in += 1
+        p = event.payload
+        session = self.sessions.get(event.session_id)
+        if isinstance(p, ev.SessionOpen):
+            return self._open_session(event, partition)
+        if session is None:
+            if isinstance(p, ev.Cancel | ev.SessionClose | ev.EndOfUtterance):
+                return f"{event.event_type.value} for unknown session {event.session_id}"
+            session = self._admit(event, partition, reason="implicit session open")
+            if session is None:
+                return None
+        if session.closed:
+            return f"session {event.session_id} is closed or was rejected"
+        if session.partition != partition:
+            return f"session {event.session_id} lives on partition {session.partition}, not {partition}"
+        lane = event.lane.value
+        last = session.last_seq_by_lane.get(lane, -1)
+        if event.seq <= last:
+            return f"out-of-order seq {event.seq} on {lane} lane (last applied {last})"
+        session.last_seq_by_lane[lane] = event.seq
+        self.dirty.add(session.session_id)
+        if isinstance(p, ev.Cancel):
+            return self._cancel(session, event, p)
+        if isinstance(p, ev.SessionClose):
+            self._close_session(session, event)
+            return None
+        if isinstance(p, ev.Telemetry):
+            self.writer.log(
+                session, p, event_id=event.event_id, correlation_id=event.correlation.correlation_id
+            )
+            return None
+        if isinstance(p, ev.AudioChunk | ev.Transcript | ev.EndOfUtterance):
+            return self._data(session, event)
+        return f"{event.event_type.value} is not an ingress event"
+
+    def shed(self, session_id: str, *, lane: str, count: int, rule: str, source: str) -> bool:
+        """Log a Shed for records the lanes dropped. False when the session is unknown."""
+        session = self.sessions.get(session_id)
+        if session is None or session.closed:
+            return False
+        active = self._active(session)
+        self.writer.log(
+            session,
+            ev.Shed(
+                reason="lane queue full",
+                rule=rule,
+                defaulting_source=source,
+                lane=ev.Lane(lane),
+                shed_count=count,
+            ),
+            turn=active.stamp if active else None,
+        )
+        self.stats.shed += count
+        return True
+
+    # -- sessions -----------------------------------------------------------
+    def _open_session(self, event: ev.Envelope, partition: int) -> str | None:
+        existing = self.sessions.get(event.session_id)
+        if existing is not None and not existing.closed:
+            last = existing.last_seq_by_lane.get(event.lane.value, -1)
+            if event.seq <= last:
+                return f"duplicate SESSION_OPEN for open session {event.session_id}"
+            # The session's data overtook its open (lanes are separate topics): record it late.
+            existing.last_seq_by_lane[event.lane.value] = event.seq
+            self.writer.log(
+                existing,
+                event.payload,
+                event_id=event.event_id,
+                correlation_id=event.correlation.correlation_id,
+            )
+            return None
+        session = self._admit(event, partition, reason=None)
+        if session is not None:
+            session.last_seq_by_lane[event.lane.value] = event.seq
+        return None
+
+    def _admit(
+        self, event: ev.Envelope, partition: int, *, reason: str | None
+    ) -> SessionState | None:
+        session = SessionState(
+            session_id=event.session_id,
+            tenant_id=event.tenant_id,
+            partition=partition,
+            bundle_id=self.bundle.bundle_id,
+        )
+        self.sessions[session.session_id] = session
+        self.dirty.add(session.session_id)
+        corr = event.correlation.correlation_id
+        if isinstance(event.payload, ev.SessionOpen):
+            self.writer.log(session, event.payload, event_id=event.event_id, correlation_id=corr)
+        refusal = self._refusal()
+        if refusal is not None:
+            self.writer.log(
+                session, ev.Reject(reason=refusal), correlation_id=corr, causation_id=event.event_id
+            )
+            session.closed = True
+            self.stats.sessions_rejected += 1
+            return None
+        self.writer.log(
+            session,
+            ev.Admit(reason=reason),
+            correlation_id=corr,
+            causation_id=event.event_id,
+            bundle_id=self.bundle.bundle_id,
+        )
+        self.stats.sessions_admitted += 1
+        return session
+
+    def _refusal(self) -> str | None:
+        if self.draining:
+            return "draining: processor is shutting down"
+        if callable(self._session_gate):
+            problem = self._session_gate(self.bundle)
+            if problem:
+                return f"version skew: {problem}"
+        return None
+
+    def _close_session(self, session: SessionState, event: ev.Envelope) -> None:
+        active = self._active(session)
+        if active is not None:
+            self._abort(session, active, reason="session closed")
+        self.writer.log(
+            session,
+            event.payload,
+            event_id=event.event_id,
+            correlation_id=event.correlation.correlation_id,
+        )
+        session.closed = True
+        self.pending.pop(session.session_id, None)
+
+    # -- data & turns -------------------------------------------------------
+    def _active(self, session: SessionState) -> ActiveTurn | None:
+        if session.turn is None or not session.turn.is_open:
+            return None
+        return self.turns.get(session.turn.turn_id)
+
+    def _data(self, session: SessionState, event: ev.Envelope) -> str | None:
+        active = self._active(session)
+        if active is not None and active.input_closed:
+            queue = self.pending.setdefault(session.session_id, deque())
+            if len(queue) >= _PENDING_LIMIT:
+                return "next utterance buffer full while the previous turn responds"
+            queue.append(event)
+            return None
+        p = event.payload
+        if active is None:
+            if isinstance(p, ev.EndOfUtterance):
+                return "END_OF_UTTERANCE without an open turn (cancelled or never started)"
+            text = isinstance(p, ev.Transcript)
+            if self._tenant_turns(session.tenant_id) >= self.max_turns_per_tenant:
+                self.writer.log(
+                    session,
+                    ev.Defer(reason="tenant turn limit reached", retry_after_ms=500),
+                    correlation_id=event.correlation.correlation_id,
+                    causation_id=event.event_id,
+                )
+                self.stats.deferred += 1
+                return None
+            active = self._open_turn(session, event, text_input=text)
+        self._record_input(session, active, event)
+        if isinstance(p, ev.AudioChunk):
+            if not active.graph.entry_takes_audio:
+                return None  # a text-entry turn ignores audio (recorded above)
+            self._feed(
+                session, active, AudioFrame(pcm=p.audio, sample_rate=p.sample_rate, seq=p.seq)
+            )
+        elif isinstance(p, ev.Transcript):
+            final = p.kind is ev.TranscriptKind.FINAL
+            if not active.graph.entry_takes_audio:
+                self._feed(
+                    session,
+                    active,
+                    TranscriptText(text=p.text, final=final, confidence=p.confidence or 1.0),
+                )
+            if final:
+                active.end_input()
+        else:
+            active.end_input()
+        return None
+
+    def _feed(
+        self, session: SessionState, active: ActiveTurn, item: AudioFrame | TranscriptText
+    ) -> None:
+        dropped = active.feed(item)
+        if dropped:
+            edge = next((e for e in active.plan.edges if e.source == active.graph.entry), None)
+            self.writer.log(
+                session,
+                ev.Shed(
+                    reason="turn input full",
+                    rule=f"edge overflow {edge.overflow.value if edge else 'drop_oldest'}",
+                    defaulting_source=edge.overflow.source if edge else "runtime default",
+                    lane=ev.Lane.DATA,
+                    shed_count=dropped,
+                ),
+                turn=active.stamp,
+            )
+            self.stats.shed += dropped
+
+    def _record_input(self, session: SessionState, active: ActiveTurn, event: ev.Envelope) -> None:
+        recorded = self.writer.log(
+            session, event.payload, turn=active.stamp, event_id=event.event_id
+        )
+        active.last_input_event = recorded.event_id
+
+    def _tenant_turns(self, tenant: str) -> int:
+        return sum(
+            1 for t in self.turns.values() if self.sessions[t.session_id].tenant_id == tenant
+        )
+
+    def _open_turn(
+        self, session: SessionState, event: ev.Envelope, *, text_input: bool
+    ) -> ActiveTurn:
+        epoch = self.writer.leases.epoch(session.partition)
+        turn_id = f"{session.session_id}-t{session.turns_done + 1}"
+        trigger = "final_transcript" if text_input else "end_of_utterance"
+        plan = self.resolver.resolve(
+            bundle=self.bundle,
+            session=SessionSnapshot(
+                tenant_id=session.tenant_id,
+                session_id=session.session_id,
+                pinned_bundle_digest=self.bundle.digest,
+                next_seq=session.next_seq,
+                last_epoch=session.epoch,
+                open_turns=0,
+            ),
+            turn=TurnOpenRequest(
+                turn_id=turn_id,
+                trigger=trigger,
+                correlation_id=event.correlation.correlation_id,
+                opened_at_us=int(event.ts.timestamp() * 1_000_000),
+            ),
+            lease=LeaseSnapshot(epoch=epoch, holder=self.processor_id, partition=session.partition),
+            routing=RoutingSnapshot(
+                topic_prefix=self.prefix,
+                partition=session.partition,
+                processor_id=self.processor_id,
+            ),
+        )
+        stamp = TurnStamp(
+            turn_id=turn_id,
+            plan_hash=plan.plan_hash,
+            bundle_id=self.bundle.bundle_id,
+            correlation_id=event.correlation.correlation_id,
+            trace_id=event.correlation.trace_id,
+        )
+        state = TurnState(
+            turn_id=turn_id,
+            session_id=session.session_id,
+            plan_hash=plan.plan_hash,
+            lease_epoch=epoch,
+        )
+        session.fence.session_cancelled = (
+            False  # a session cancel ends the work in flight, not the session
+        )
+        opened = self.writer.log(
+            session,
+            ev.TurnOpen(
+                plan_hash=plan.plan_hash,
+                plan_json=canonical_json(plan.model_dump(mode="json")).decode(),
+            ),
+            turn=stamp,  # no causation: the triggering input is recorded right after TURN_ACTIVE
+        )
+        state = state.advance(Marker.OPEN)
+        self.writer.log(
+            session, ev.TurnActive(trigger=trigger), turn=stamp, causation_id=opened.event_id
+        )
+        state = state.advance(Marker.ACTIVE)
+        active = ActiveTurn(
+            state=state,
+            stamp=stamp,
+            plan=plan,
+            graph=self.graphs.for_plan(plan, text_input=text_input),
+            session_id=session.session_id,
+            opened_ns=time.monotonic_ns(),
+        )
+        session.turn = state
+        session.turn_correlation = stamp.correlation_id
+        self.turns[turn_id] = active
+        active.start(self.reports)
+        self.stats.turns_opened += 1
+        return active
+
+    # -- cancel -------------------------------------------------------------
+    def _cancel(self, session: SessionState, event: ev.Envelope, cancel: ev.Cancel) -> str | None:
+        started = time.perf_counter()
+        active = self._active(session)
+        target = cancel.target
+        corr = event.correlation.correlation_id
+        if cancel.scope is ev.CancelScope.NODE:
+            if active is None or target not in active.graph.graph.nodes:
+                return f"cancel of node {target!r}: no such node in an open turn"
+            self.writer.log(
+                session, cancel, turn=active.stamp, event_id=event.event_id, node_id=target
+            )
+            session.fence.cancel(Scope.NODE, turn_id=active.state.turn_id, node_id=target)
+            active.cancel_node(target)
+        elif (
+            cancel.scope is ev.CancelScope.TURN
+            and target
+            and (active is None or target != active.state.turn_id)
+        ):
+            if not self._past_turn(session, target):
+                return f"cancel of unknown turn {target!r}"
+            self.writer.log(
+                session, cancel, event_id=event.event_id, correlation_id=corr
+            )  # already closed: no effect
+        elif active is None:
+            # Nothing in flight (late barge-in): record it; it fences nothing that exists.
+            self.writer.log(session, cancel, event_id=event.event_id, correlation_id=corr)
+        else:
+            self.writer.log(session, cancel, turn=active.stamp, event_id=event.event_id)
+            scope = Scope.SESSION if cancel.scope is ev.CancelScope.SESSION else Scope.TURN
+            session.fence.cancel(scope, turn_id=active.state.turn_id)
+            self._abort(
+                session,
+                active,
+                reason=f"cancelled: {cancel.reason or 'cancel'}",
+                causation=event.event_id,
+            )
+        self.stats.cancels += 1
+        self.stats.fence_latency_ms.append((time.perf_counter() - started) * 1000.0)
+        return None
+
+    @staticmethod
+    def _past_turn(session: SessionState, turn_id: str) -> bool:
+        prefix = f"{session.session_id}-t"
+        if not turn_id.startswith(prefix) or not turn_id[len(prefix) :].isdigit():
+            return False
+        return 0 < int(turn_id[len(prefix) :]) <= session.turns_done
+
+    # -- endings ------------------------------------------------------------
+    def _abort(
+        self,
+        session: SessionState,
+        active: ActiveTurn,
+        *,
+        reason: str,
+        causation: str | None = None,
+    ) -> None:
+        active.cancel()
+        self._close_turn(session, active, committed=False, reason=reason, causation=causation)
+
+    def _close_turn(
+        self,
+        session: SessionState,
+        active: ActiveTurn,
+        *,
+        committed: bool,
+        reason: str = "",
+        causation: str | None = None,
+    ) -> None:
+        state = active.state
+        end: ev.Envelope | None = None
+        if committed:
+            end = self.writer.log(
+                session,
+                ev.TurnCommit(outputs=active.accepted),
+                turn=active.stamp,
+                causation_id=causation,
+            )
+            state = state.advance(Marker.COMMIT)
+            self.stats.turns_committed += 1
+        else:
+            for marker in next_markers_to_close(state):
+                if marker is Marker.ACTIVE:
+                    self.writer.log(
+                        session,
+                        ev.TurnActive(trigger="abort"),
+                        turn=active.stamp,
+                        causation_id=causation,
+                    )
+                elif marker is Marker.ABORT:
+                    end = self.writer.log(
+                        session,
+                        ev.TurnAbort(reason=reason),
+                        turn=active.stamp,
+                        causation_id=causation,
+                    )
+                if marker is not Marker.CLOSE:
+                    state = state.advance(marker, reason=reason)
+            self.stats.turns_aborted += 1
+        outcome = ev.TurnOutcome.COMMITTED if committed else ev.TurnOutcome.ABORTED
+        self.writer.log(
+            session,
+            ev.TurnClose(outcome=outcome),
+            turn=active.stamp,
+            causation_id=end.event_id if end else causation,
+        )
+        active.state = state.advance(Marker.CLOSE)
+        session.turn = active.state
+        session.turns_done += 1
+        session.fence.forget_turn(state.turn_id)
+        self.turns.pop(state.turn_id, None)
+        self.dirty.add(session.session_id)
+        self._start_pending(session)
+
+    def _start_pending(self, session: SessionState) -> None:
+        """Replay the utterance that arrived while the previous turn was responding."""
+        queue = self.pending.get(session.session_id)
+        while queue:
+            active = self._active(session)
+            if active is not None and active.input_closed:
+                return
+            event = queue.popleft()
+            reason = self._data(session, event)
+            if reason is not None:
+                self.writer.dead_letter_event(event, reason=reason, partition=session.partition)
+        self.pending.pop(session.session_id, None)
+
+    # -- reports ------------------------------------------------------------
+    def drain_reports(self, *, limit: int = 512) -> int:
+        """Turn node reports into events; reports of closed turns are dropped (fenced)."""
+        handled = 0
+        while self.reports and handled < limit:
+            turn_id, report = self.reports.popleft()
+            handled += 1
+            active = self.turns.get(turn_id)
+            if active is None or active.state.is_terminal:
+                continue
+            session = self.sessions[active.session_id]
+            if isinstance(report, TurnEnded):
+                self._ended(session, active, report)
+            else:
+                self.recorder.record(session, active, report)
+        return handled
+
+    def _ended(self, session: SessionState, active: ActiveTurn, ended: TurnEnded) -> None:
+        outcome = ended.outcome
+        if outcome.status == "completed":
+            self._close_turn(
+                session,
+                active,
+                committed=True,
+                causation=active.last_event_by_node.get(active.graph.sink),
+            )
+        else:
+            reason = (
+                f"node {outcome.failed_node} failed: {outcome.error}"
+                if outcome.status == "failed"
+                else "cancelled"
+            )
+            self._close_turn(session, active, committed=False, reason=reason[:300])
+
+    # -- housekeeping --------------------------------------------------------
+    def expire_turns(self) -> None:
+        """Abort turns that ran past their plan's turn timeout."""
+        now = time.monotonic_ns()
+        for active in list(self.turns.values()):
+            if (
+                now - active.opened_ns
+            ) / 1e6 > active.plan.turn_timeout_ms and not active.state.is_terminal:
+                self._abort(self.sessions[active.session_id], active, reason="turn timeout")
+
+    def abort_all(self, *, reason: str, partitions: set[int] | None = None) -> None:
+        for active in list(self.turns.values()):
+            session = self.sessions[active.session_id]
+            if partitions is None or session.partition in partitions:
+                self._abort(session, active, reason=reason)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Drop state of revoked partitions without writing (the new owner closes their turns)."""
+        for turn_id, active in list(self.turns.items()):
+            if self.sessions[active.session_id].partition in partitions:
+                active.cancel()
+                self.turns.pop(turn_id, None)
+        for sid in [s for s, st in self.sessions.items() if st.partition in partitions]:
+            self.sessions.pop(sid, None)
+            self.pending.pop(sid, None)
+            self.dirty.discard(sid)
+
+    def restore(self, session: SessionState) -> None:
+        """Adopt a session restored from the changelog; close a turn left open by the previous owner."""
+        self.sessions[session.session_id] = session
+        if session.turn is not None and session.turn.is_open:
+            stamp = TurnStamp(
+                turn_id=session.turn.turn_id,
+                plan_hash=session.turn.plan_hash,
+                bundle_id=session.bundle_id,
+                correlation_id=session.turn_correlation or session.session_id,
+            )
+            state = session.turn
+            end: ev.Envelope | None = None
+            for marker in next_markers_to_close(state):
+                if marker is Marker.ACTIVE:
+                    self.writer.log(session, ev.TurnActive(trigger="failover"), turn=stamp)
+                elif marker is Marker.ABORT:
+                    end = self.writer.log(session, ev.TurnAbort(reason="failover"), turn=stamp)
+                else:
+                    self.writer.log(
+                        session,
+                        ev.TurnClose(outcome=ev.TurnOutcome.ABORTED),
+                        turn=stamp,
+                        causation_id=end.event_id if end else None,
+                    )
+                state = state.advance(marker, reason="failover")
+            session.turn = state
+            session.turns_done += 1
+            self.stats.turns_aborted += 1
+        self.dirty.add(session.session_id)

@@ -1,0 +1,341 @@
+"""`rspp run`: lanes in, turn engine, exactly-once log out.
+
+One asyncio loop: poll the lanes (control first), apply each record to the
+turn engine, turn node reports into events, and every ~100 ms commit the
+transaction together with the consumed offsets. On partition assignment the
+processor takes a new lease epoch and restores its sessions from the
+changelog; on revocation it commits and forgets them. A fenced producer
+stops the processor: a zombie must not write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipelines.models.resolved import PipelineBundle
+from streams.abi.codec import EventCodec
+from streams.abi.errors import CodecError
+from streams.abi.events import Envelope, LeaseGranted
+from streams.lanes import (
+    DEFAULT_INGRESS_MODE,
+    IngressMode,
+    LaneConfig,
+    LaneIngress,
+    LaneLimits,
+    LaneRecord,
+    LaneWeights,
+    RejectedRecord,
+    ShedDecision,
+    ShedPolicy,
+)
+from streams.nodes import NodeRegistry, default_registry
+from streams.runtime.egress import EgressConfig, TransactionalEgress
+from streams.runtime.engine import TurnEngine
+from streams.runtime.errors import FencedError
+from streams.runtime.graphs import GraphCache
+from streams.runtime.leases import LeaseBook, read_latest_epochs
+from streams.runtime.sessions import SessionState, read_session_snapshots
+from streams.runtime.stats import EngineStats
+from streams.runtime.writer import EventWriter
+from streams.topics import Lane, TopicLayout
+
+__all__ = ["Processor", "ProcessorConfig", "lane_config_for"]
+
+_log = logging.getLogger("rspp.processor")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorConfig:
+    bootstrap: str
+    prefix: str
+    bundle: PipelineBundle
+    group_id: str | None = None
+    processor_id: str | None = None
+    commit_interval_ms: int = 100
+    ingress_mode: IngressMode = DEFAULT_INGRESS_MODE
+    max_frame_bytes: int = 1 << 20
+    drain_grace_s: float | None = None
+    session_gate: Callable[[PipelineBundle], str | None] | None = None
+    registry: NodeRegistry | None = None
+
+    @property
+    def group(self) -> str:
+        return self.group_id or f"rspp-{self.prefix}"
+
+    @property
+    def holder(self) -> str:
+        return self.processor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def lane_config_for(bundle: PipelineBundle) -> LaneConfig:
+    """Lane queues, weights and the shed rule as the bundle's resolved spec says."""
+    spec = bundle.resolved_spec
+    lanes = spec.lanes
+
+    def limits(capacity: int) -> LaneLimits:
+        capacity = max(4, capacity)
+        return LaneLimits(
+            capacity=capacity,
+            high_watermark=max(2, capacity * 3 // 4),
+            low_watermark=max(1, capacity // 4),
+        )
+
+    shedding = None
+    if spec.mode.value == "low_latency" and spec.shedding.mode.value != "block":
+        order = tuple(Lane(x) for x in spec.shedding.shed_order.value if x in ("data", "telemetry"))
+        shedding = ShedPolicy(
+            rule=f"{spec.mode.value}/{spec.shedding.mode.value}",
+            defaulting_source=spec.shedding.mode.source,
+            lanes=order or (Lane.TELEMETRY, Lane.DATA),
+        )
+    return LaneConfig(
+        control=limits(lanes.control_queue_max_items.value),
+        data=limits(lanes.data_queue_max_items.value),
+        telemetry=limits(lanes.telemetry_queue_max_items.value),
+        weights=LaneWeights(data=lanes.data_weight.value, telemetry=lanes.telemetry_weight.value),
+        shedding=shedding,
+    )
+
+
+class Processor:
+    """Consumes a prefix's lanes and appends the turn log, exactly once."""
+
+    def __init__(self, config: ProcessorConfig) -> None:
+        self.config = config
+        self.holder = config.holder
+        self.layout = TopicLayout(prefix=config.prefix, partitions=1)
+        self.codec = EventCodec(
+            max_frame_bytes=config.max_frame_bytes, source=f"urn:rspp:processor:{self.holder}"
+        )
+        self.leases = LeaseBook(self.holder)
+        self.egress = TransactionalEgress(
+            EgressConfig(
+                bootstrap=config.bootstrap,
+                transactional_id=f"{config.group}.{self.holder}",
+                commit_interval_ms=config.commit_interval_ms,
+            )
+        )
+        self.writer = EventWriter(
+            layout=self.layout, codec=self.codec, egress=self.egress, leases=self.leases
+        )
+        self.engine = TurnEngine(
+            writer=self.writer,
+            bundle=config.bundle,
+            graphs=GraphCache(config.registry or default_registry()),
+            processor_id=self.holder,
+            prefix=config.prefix,
+            session_gate=config.session_gate,
+        )
+        self.engine.prewarm()
+        self.dlq_count = 0
+        self.dlq_reasons: dict[str, int] = {}
+        self._fenced: FencedError | None = None
+        self.ingress = LaneIngress(
+            bootstrap=config.bootstrap,
+            group_id=config.group,
+            layout=self.layout,
+            on_dlq=self._on_rejected,
+            on_shed=self._on_shed,
+            on_assigned=self._on_assigned,
+            on_revoked=self._on_revoked,
+            config=lane_config_for(config.bundle),
+            mode=config.ingress_mode,
+        )
+
+    @property
+    def stats(self) -> EngineStats:
+        return self.engine.stats
+
+    # -- main loop -------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> EngineStats:
+        """Run until ``stop`` is set, then drain: finish or abort open turns, commit, leave the group."""
+        try:
+            while not stop.is_set():
+                busy = self._step()
+                await asyncio.sleep(0 if busy else 0.002)
+            await self._drain()
+        finally:
+            self._close()
+        return self.engine.stats
+
+    def _step(self) -> bool:
+        if self._fenced is not None:
+            raise self._fenced
+        self.ingress.poll(0.0)
+        dispatched = 0
+        while dispatched < 256:
+            record = self.ingress.next()
+            if record is None:
+                break
+            self._handle(record)
+            dispatched += 1
+        handled = self._guard(self.engine.drain_reports)
+        self._guard(self.engine.expire_turns)
+        if self.egress.due():
+            self._commit()
+        return bool(dispatched or handled)
+
+    async def _drain(self) -> None:
+        self.engine.draining = True
+        grace = self.config.drain_grace_s
+        if grace is None:
+            grace = self.config.bundle.resolved_spec.admission.drain_grace_ms.value / 1000.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.engine.turns and loop.time() < deadline:
+            self._guard(self.engine.drain_reports)
+            if self.egress.due():
+                self._commit()
+            await asyncio.sleep(0.005)
+        self._guard(lambda: self.engine.abort_all(reason="drain"))
+        self._commit()
+        await asyncio.sleep(0.05)  # let cancelled turn tasks unwind before the loop closes
+
+    def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ingress.close()
+        with contextlib.suppress(Exception):
+            self.egress.close()
+
+    # -- records -----------------------------------------------------------------
+    def _handle(self, record: LaneRecord) -> None:
+        reason = self._apply(record)
+        if reason is not None:
+            self._on_rejected(
+                RejectedRecord(
+                    reason=reason,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=record.headers,
+                    timestamp_ms=record.timestamp_ms,
+                )
+            )
+
+    def _apply(self, record: LaneRecord) -> str | None:
+        if record.value is None:
+            return "empty record value"
+        try:
+            event = self.codec.decode(record.value)
+        except CodecError as exc:
+            return f"{exc.reason}: {exc}"
+        if event.session_id != record.session:
+            return f"header rspp_session={record.session!r} does not match the event's session {event.session_id!r}"
+        if event.lane.value != record.lane.value:
+            return f"event lane {event.lane.value} arrived on the {record.lane.value} lane"
+        if self.leases.is_stale(record.partition, event.lease_epoch):
+            current = self.leases.epoch(record.partition)
+            return f"stale lease epoch {event.lease_epoch} (partition {record.partition} is at epoch {current})"
+        try:
+            return self.engine.apply(event, partition=record.partition)
+        except FencedError as exc:
+            self._fenced = exc
+            return None
+
+    def _on_rejected(self, rejected: RejectedRecord) -> None:
+        self.dlq_count += 1
+        tag = rejected.reason.split(":")[0][:60]
+        self.dlq_reasons[tag] = self.dlq_reasons.get(tag, 0) + 1
+        self._guard(lambda: self.writer.dead_letter(rejected, session_id=_session_of(rejected)))
+
+    def _on_shed(self, decision: ShedDecision) -> None:
+        logged = self._guard(
+            lambda: self.engine.shed(
+                decision.session,
+                lane=decision.lane.value,
+                count=decision.count,
+                rule=decision.rule,
+                source=decision.defaulting_source,
+            )
+        )
+        if not logged:
+            # Records of sessions this processor does not know: still never silent.
+            for pos in decision.offsets:
+                self._on_rejected(
+                    RejectedRecord(
+                        reason=f"shed ({decision.rule}) for unknown session {decision.session}",
+                        topic=pos.topic,
+                        partition=pos.partition,
+                        offset=pos.offset,
+                        key=decision.session.encode(),
+                        value=None,
+                        headers=(),
+                        timestamp_ms=0,
+                    )
+                )
+
+    # -- rebalance -------------------------------------------------------------
+    def _on_assigned(self, partitions: list[tuple[str, int]]) -> None:
+        numbers = {p for _, p in partitions} - set(self.leases.partitions)
+        if not numbers:
+            return
+        epochs = read_latest_epochs(
+            self.config.bootstrap, self.layout.leases, numbers, decode_epoch=self._decode_lease
+        )
+        for p in sorted(numbers):
+            lease = self.leases.grant(p, epochs[p])
+            self.writer.lease(lease)
+            _log.info(
+                "lease granted: partition %d epoch %d holder %s", p, lease.epoch, lease.holder
+            )
+        for snap in read_session_snapshots(
+            self.config.bootstrap, self.layout.sessions, numbers
+        ).values():
+            if not snap.closed:
+                self.engine.restore(SessionState.restore(snap))
+        # The new epoch must be durable before anything is written under it.
+        self._commit(with_offsets=False)
+
+    def _on_revoked(self, partitions: list[tuple[str, int]]) -> None:
+        numbers = {p for _, p in partitions} & set(self.leases.partitions)
+        if not numbers:
+            return
+        with contextlib.suppress(FencedError):
+            self._commit()
+        self.engine.forget_partitions(numbers)
+        self.leases.revoke(numbers)
+
+    def _decode_lease(self, value: bytes) -> tuple[int, int]:
+        event: Envelope = self.codec.decode(value)
+        payload = event.payload
+        if not isinstance(payload, LeaseGranted):
+            return (-1, 0)
+        return payload.partition, payload.epoch
+
+    # -- transactions ----------------------------------------------------------------
+    def _commit(self, *, with_offsets: bool = True) -> None:
+        try:
+            for sid in sorted(self.engine.dirty):
+                session = self.engine.sessions.get(sid)
+                if session is not None:
+                    self.writer.snapshot(session)
+            self.engine.dirty.clear()
+            offsets = self.ingress.positions() if with_offsets else []
+            self.egress.commit(offsets, self.ingress.group_metadata())
+        except FencedError as exc:
+            self._fenced = exc
+            raise
+
+    def _guard(self, fn: Callable[[], object]) -> object:
+        try:
+            return fn()
+        except FencedError as exc:
+            self._fenced = exc
+            return None
+
+
+def _session_of(rejected: RejectedRecord) -> str | None:
+    for key, value in rejected.headers:
+        if key == "rspp_session" and value:
+            with contextlib.suppress(UnicodeDecodeError):
+                return value.decode()
+    return None

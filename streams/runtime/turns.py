@@ -1,0 +1,132 @@
+"""One accepted turn in flight: its frozen plan, its graph run, its input feeder.
+
+The processor loop owns the turn's lifecycle state and writes every event;
+this object only moves items into the graph in order, through a bounded
+feeder queue, and tells the loop what the graph reported. Node reports arrive
+on the processor's report queue tagged with the turn id, so a report of a
+turn that has already been closed (cancelled, aborted) is recognised and
+dropped instead of reaching egress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from pipelines.models.plan import ResolvedTurnPlan
+from streams.nodes import EndOfInput, Item, Report, TurnOutcome, TurnRun
+from streams.runtime.graphs import PlanGraph
+from streams.runtime.lifecycle import TurnState
+from streams.runtime.writer import TurnStamp
+
+__all__ = ["ActiveTurn", "TurnEnded"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnded:
+    """Posted on the report queue when a turn's graph has finished."""
+
+    outcome: TurnOutcome
+
+
+@dataclass(slots=True, kw_only=True)
+class ActiveTurn:
+    """Runtime handle of one open turn (never serialised: the snapshot holds the durable part)."""
+
+    state: TurnState
+    stamp: TurnStamp
+    plan: ResolvedTurnPlan
+    graph: PlanGraph
+    session_id: str
+    opened_ns: int
+    input_closed: bool = False
+    outputs: int = 0
+    accepted: int = 0
+    playback_started: bool = False
+    shed_inputs: int = 0
+    last_input_event: str | None = None
+    last_event_by_node: dict[str, str] = field(default_factory=dict)
+    first_output_ns: int | None = None
+    run: TurnRun | None = None
+    _pending: deque[Item | EndOfInput] = field(default_factory=deque)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self, post: deque[tuple[str, Report | TurnEnded]]) -> None:
+        """Start the graph and the feeder; reports go to ``post`` tagged with the turn id."""
+        turn_id = self.state.turn_id
+
+        def report(r: Report) -> None:
+            post.append((turn_id, r))
+
+        self.run = self.graph.graph.start_turn(
+            session_id=self.session_id,
+            turn_id=turn_id,
+            correlation_id=self.stamp.correlation_id,
+            trace_id=self.stamp.trace_id,
+            reporter=report,
+            turn_timeout_s=self.plan.turn_timeout_ms / 1000.0,
+        )
+        self._task = asyncio.create_task(self._drive(post), name=f"turn:{turn_id}")
+
+    def feed(self, item: Item) -> int:
+        """Queue one input item; returns how many queued items were shed to stay bounded."""
+        if self.input_closed:
+            return 0
+        shed = 0
+        # Low-latency: never block the data lane; the oldest queued input goes first.
+        while len(self._pending) >= self.graph.input_capacity * 4:
+            self._pending.popleft()
+            shed += 1
+        self._pending.append(item)
+        self._wakeup.set()
+        self.shed_inputs += shed
+        return shed
+
+    def end_input(self) -> None:
+        if not self.input_closed:
+            self.input_closed = True
+            self._pending.append(EndOfInput("end_of_utterance"))
+            self._wakeup.set()
+
+    def cancel(self) -> None:
+        """Cancel the turn scope: every node task and provider call stops."""
+        self.input_closed = True
+        self._pending.clear()
+        if self.run is not None:
+            self.run.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def cancel_node(self, node_id: str) -> bool:
+        if self.run is None or node_id not in self.graph.graph.nodes:
+            return False
+        self.run.cancel_node(node_id)
+        return True
+
+    async def _drive(self, post: deque[tuple[str, Report | TurnEnded]]) -> None:
+        run = self.run
+        assert run is not None
+        waiter = asyncio.ensure_future(run.wait())
+        waiter.add_done_callback(lambda _f: self._wakeup.set())
+        try:
+            while True:
+                while self._pending:
+                    item = self._pending.popleft()
+                    if isinstance(item, EndOfInput):
+                        await run.end_input()
+                    else:
+                        await run.feed(item)
+                if waiter.done():
+                    post.append((self.state.turn_id, TurnEnded(waiter.result())))
+                    return
+                self._wakeup.clear()
+                if not self._pending and not waiter.done():
+                    await self._wakeup.wait()
+        except asyncio.CancelledError:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await waiter
+            raise

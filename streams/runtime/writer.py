@@ -1,0 +1,186 @@
+"""Stamps and appends events: the one path from the turn engine to the log.
+
+Every event gets the session's next log ``seq``, the partition's current lease
+epoch (refused when the lease is gone: a revoked or fenced processor writes
+nothing), the turn's plan hash and bundle, and its correlation. Records go to
+the open transaction of :class:`TransactionalEgress`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.abi.codec import EventCodec
+from streams.abi.events import (
+    Correlation,
+    DeadLetter,
+    Envelope,
+    Header,
+    LeaseGranted,
+    Payload,
+)
+from streams.lanes import RejectedRecord
+from streams.runtime.egress import TransactionalEgress
+from streams.runtime.leases import Lease, LeaseBook, lease_key
+from streams.runtime.sessions import SessionState
+from streams.topics import Lane, TopicLayout
+
+__all__ = ["EventWriter", "TurnStamp", "partition_session_id"]
+
+SYSTEM_TENANT = "__system__"
+
+
+def partition_session_id(partition: int) -> str:
+    """The pseudo-session that carries a partition's lease events."""
+    return f"__partition-{partition}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnStamp:
+    """What every event of one turn carries."""
+
+    turn_id: str
+    plan_hash: str
+    bundle_id: str
+    correlation_id: str
+    trace_id: str | None = None
+
+
+class EventWriter:
+    """Builds envelopes and appends them to the log / leases / sessions / DLQ topics."""
+
+    def __init__(
+        self,
+        *,
+        layout: TopicLayout,
+        codec: EventCodec,
+        egress: TransactionalEgress,
+        leases: LeaseBook,
+    ) -> None:
+        self.layout = layout
+        self.codec = codec
+        self.egress = egress
+        self.leases = leases
+        self.appended = 0
+
+    def log(
+        self,
+        session: SessionState,
+        payload: Payload,
+        *,
+        turn: TurnStamp | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        node_id: str | None = None,
+        event_id: str | None = None,
+        bundle_id: str | None = None,
+    ) -> Envelope:
+        """Append one event of ``session`` to the log; returns it (its event_id is the causation of what follows)."""
+        epoch = self.leases.epoch(session.partition)  # FencedError when the lease is gone
+        corr = Correlation(
+            correlation_id=turn.correlation_id if turn else (correlation_id or session.session_id),
+            causation_id=causation_id,
+            trace_id=turn.trace_id if turn else None,
+        )
+        event = Envelope.new(
+            payload,
+            tenant_id=session.tenant_id,
+            session_id=session.session_id,
+            seq=session.take_seq(),
+            lease_epoch=epoch,
+            turn_id=turn.turn_id if turn else None,
+            correlation=corr,
+            bundle_id=turn.bundle_id if turn else bundle_id,
+            plan_hash=turn.plan_hash if turn else None,
+            node_id=node_id,
+            event_id=event_id,
+        )
+        session.epoch = epoch
+        self._append(self.layout.log, session.partition, session.session_id, event)
+        return event
+
+    def lease(self, lease: Lease) -> Envelope:
+        """LeaseGranted to the leases topic (compacted by partition) and the log."""
+        event = Envelope.new(
+            LeaseGranted(partition=lease.partition, epoch=lease.epoch, holder=lease.holder),
+            tenant_id=SYSTEM_TENANT,
+            session_id=partition_session_id(lease.partition),
+            seq=lease.epoch,
+            lease_epoch=lease.epoch,
+        )
+        value, headers = self.codec.encode_with_headers(event)
+        self.egress.append(
+            self.layout.leases,
+            partition=lease.partition,
+            key=lease_key(lease.partition),
+            value=value,
+            headers=headers,
+        )
+        self.egress.append(
+            self.layout.log,
+            partition=lease.partition,
+            key=event.session_id,
+            value=value,
+            headers=headers,
+        )
+        self.appended += 2
+        return event
+
+    def snapshot(self, session: SessionState) -> None:
+        self.egress.append(
+            self.layout.sessions,
+            partition=session.partition,
+            key=session.session_id,
+            value=session.snapshot().to_bytes(),
+        )
+
+    def dead_letter(self, rejected: RejectedRecord, *, session_id: str | None = None) -> None:
+        """Route an ingress record that cannot be processed to the DLQ, original bytes intact."""
+        event = Envelope.new(
+            DeadLetter(
+                reason=rejected.reason,
+                original_topic=rejected.topic,
+                original_partition=rejected.partition,
+                original_offset=rejected.offset,
+                original_bytes=rejected.value,
+                original_headers=tuple(Header(key=k, value=v) for k, v in rejected.headers),
+            ),
+            tenant_id=SYSTEM_TENANT,
+            session_id=session_id or "__unrouted__",
+            seq=rejected.offset,
+            lease_epoch=self._epoch_or_zero(rejected.partition),
+        )
+        value, headers = self.codec.encode_with_headers(event)
+        self.egress.append(
+            self.layout.dlq,
+            partition=rejected.partition,
+            key=rejected.key,
+            value=value,
+            headers=[*headers, ("rspp_dlq_reason", rejected.reason.encode())],
+        )
+        self.appended += 1
+
+    def dead_letter_event(self, event: Envelope, *, reason: str, partition: int) -> None:
+        """DLQ an already-decoded ingress event (re-encoded: its original offset was committed)."""
+        value, headers = self.codec.encode_with_headers(event)
+        self.dead_letter(
+            RejectedRecord(
+                reason=reason,
+                topic=self.layout.lane_topic(Lane(event.lane.value)),
+                partition=partition,
+                offset=-1,
+                key=event.session_id.encode(),
+                value=value,
+                headers=tuple(headers),
+                timestamp_ms=0,
+            ),
+            session_id=event.session_id,
+        )
+
+    def _epoch_or_zero(self, partition: int) -> int:
+        return self.leases.epoch(partition) if partition in self.leases.partitions else 0
+
+    def _append(self, topic: str, partition: int, key: str, event: Envelope) -> None:
+        value, headers = self.codec.encode_with_headers(event)
+        self.egress.append(topic, partition=partition, key=key, value=value, headers=headers)
+        self.appended += 1
