@@ -33,17 +33,22 @@ app = typer.Typer(
 
 @functools.cache
 def _register() -> None:
-    from streams.cli import broker_cmd, demo_cmd, topics_cmd
+    from streams.cli import broker_cmd, demo_cmd, run_cmd, topics_cmd
 
     app.add_typer(broker_cmd.app, name="broker")
     app.add_typer(topics_cmd.app, name="topics")
     demo_cmd.register(app)
+    run_cmd.register(app)
     from pipelines.cli import register as _reg_pipelines
+
     _reg_pipelines(app)
     from streams.abi import cli as abi_cli
 
     app.add_typer(abi_cli.compat_app, name="compat")
     app.add_typer(abi_cli.abi_app, name="abi")
+    from replay.cli import register as _reg_replay
+
+    _reg_replay(app)
     # Further command groups (pipelines, codec/compat, runtime, replay, audit)
     # register here, one line each.
 
