@@ -80,6 +80,7 @@ class EspeakConfig(Model):
     rate_wpm: int = Field(default=160, ge=80, le=450)
     pitch: int = Field(default=50, ge=0, le=99)
     chunk_ms: int = Field(default=20, ge=5, le=100)
+    realtime: bool = False  # emit chunks at playback pace, as a streaming TTS feeding a live call
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,11 @@ RECIPES: tuple[Recipe, ...] = (
            policies=("policies/default_voice_policy_v1.yaml", "policies/sentiment_insert_v1.yaml"),
            modules=("modules/transcription_normalize_v1.yaml",),
            extensions=("extensions/custom_sentiment_node_v1.yaml",)),
+    Recipe(out="examples/simple_livekit_voice_v1/bundle.json", name="simple_livekit_voice", version="1.0.0",
+           description="The quickstart example: the demo's voice assistant behind a LiveKit room bridge.",
+           spec="examples/simple_livekit_voice_v1/pipeline.yaml", profile="profiles/simple_v1.yaml",
+           policies=("examples/simple_livekit_voice_v1/policy.yaml",),
+           modules=("modules/transcription_normalize_v1.yaml",)),
 )
 
 

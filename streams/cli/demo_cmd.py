@@ -1,23 +1,24 @@
-"""``rspp demo``: the main job, end to end on a real broker.
+"""``rspp demo``: the whole product on real parts, in one command.
 
-For now it proves the foundation: start (or reuse) the local broker, apply a
-fresh prefix's topics, produce a few lane events with routing headers, and
-read them back through Kafka.
+Starts (or reuses) the local broker, applies a fresh prefix, loads the example
+bundle, runs a processor, and has N simulated callers speak (espeak-ng audio,
+20 ms frames at real-time pace) through the reference adapter, some barging in
+over the reply. Then it checks the log and reports what a user and an auditor
+would want to know.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
+from rich.live import Live
 from rich.table import Table
 
 from streams.cli.output import console, emit_json, err_console
 from streams.cluster import resolve_bootstrap
-from streams.topics import Lane, TopicLayout, apply_topics
 
 __all__ = ["register"]
 
@@ -26,94 +27,133 @@ def register(app: typer.Typer) -> None:
     app.command(name="demo")(demo)
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
 def demo(
+    sessions: Annotated[
+        int, typer.Option("--sessions", "-n", help="Concurrent simulated callers.")
+    ] = 8,
+    turns: Annotated[int, typer.Option("--turns", help="Utterances per caller.")] = 3,
+    fast: Annotated[
+        bool,
+        typer.Option("--fast", help="Stream audio as fast as possible, not at real-time pace."),
+    ] = False,
     prefix: Annotated[
         str | None, typer.Option("--prefix", help="Topic prefix (default: a fresh demo-<id>).")
     ] = None,
-    sessions: Annotated[int, typer.Option("--sessions", help="Simulated voice sessions.")] = 3,
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Where WAV replies and the export go.")] = Path(
+        "out"
+    ),
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary instead of tables.")
+    ] = False,
 ) -> None:
-    """Run the main job on a local (or RSPP_BOOTSTRAP) broker and show what went through Kafka."""
-    from confluent_kafka import Consumer, Producer
+    """Run the main job end to end: spoken audio in, barge-in, exactly-once log, checks, report."""
+    from streams.demo import DemoOptions, load_scenario, run_demo
+    from streams.demo.display import live_table
 
     bootstrap = resolve_bootstrap(start_local=True)
-    layout = TopicLayout(prefix=prefix or f"demo-{uuid.uuid4().hex[:8]}", partitions=3)
-    apply_topics(bootstrap, layout)
+    options = DemoOptions(sessions=sessions, turns=turns, fast=fast, prefix=prefix, out_dir=out)
+    scenario = load_scenario()
     if not json_out:
-        err_console.print(f"broker {bootstrap}; topics under prefix [bold]{layout.prefix}[/]")
-
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    sent = 0
-    for n in range(sessions):
-        session = f"sess-{n}"
-        for lane, event_type, body in (
-            (Lane.CONTROL, "SessionOpen", {"session_id": session}),
-            (Lane.DATA, "Transcript", {"text": "turn on the kitchen lights", "final": True}),
-            (Lane.TELEMETRY, "Telemetry", {"rtt_ms": 12 + n}),
-            (Lane.CONTROL, "Cancel", {"scope": "turn"}),
-        ):
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("ce_specversion", b"1.0"),
-                ("ce_id", uuid.uuid4().hex.encode()),
-                ("ce_type", event_type.encode()),
-                ("ce_source", b"rspp-demo"),
-                ("rspp_lane", lane.value.encode()),
-                ("rspp_session", session.encode()),
-            ]
-            producer.produce(
-                layout.lane_topic(lane), key=session, value=orjson.dumps(body), headers=headers
+        err_console.print(
+            f"rspp demo: broker {bootstrap}; {sessions} callers x {turns} utterances "
+            f"({'fast' if fast else 'real-time'}); bundle {options.bundle.name}"
+        )
+    live = sys.stdout.isatty() and not json_out
+    if live:
+        with Live(console=console, refresh_per_second=4, transient=False) as view:
+            result = run_demo(
+                options,
+                bootstrap=bootstrap,
+                scenario=scenario,
+                on_tick=lambda f: view.update(live_table(f, title="RSPP demo: live sessions")),
             )
-            sent += 1
-    producer.flush(10)
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{layout.prefix}.demo-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([layout.lane_topic(lane) for lane in Lane])
-    received: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 30
-    while len(received) < sent and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error() is not None:
-            continue
-        raw = msg.headers() or []
-        pairs = raw.items() if isinstance(raw, dict) else raw
-        got = {k: v.decode() if isinstance(v, bytes) else str(v or "") for k, v in pairs}
-        received.append(
-            {
-                "topic": msg.topic(),
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-                "session": got.get("rspp_session"),
-                "type": got.get("ce_type"),
-                "value": orjson.loads(msg.value() or b"null"),
-            }
-        )
-    consumer.close()
-    received.sort(key=lambda r: (str(r["session"]), str(r["topic"]), int(str(r["offset"]))))
-    if json_out:
-        emit_json(
-            {"bootstrap": bootstrap, "prefix": layout.prefix, "sent": sent, "events": received}
-        )
     else:
-        table = Table(title=f"{len(received)}/{sent} lane events read back through Kafka")
-        for col in ("session", "topic", "p", "offset", "type", "value"):
-            table.add_column(col)
-        for r in received:
-            table.add_row(
-                str(r["session"]),
-                str(r["topic"]),
-                str(r["partition"]),
-                str(r["offset"]),
-                str(r["type"]),
-                orjson.dumps(r["value"]).decode(),
-            )
-        console.print(table)
-    if len(received) != sent:
-        err_console.print(f"only {len(received)} of {sent} events came back")
+        result = run_demo(options, bootstrap=bootstrap, scenario=scenario)
+    summary = _summarise(result)
+    if json_out:
+        emit_json(summary)
+    else:
+        _print_summary(summary)
+    if summary["problems"]:
         raise typer.Exit(1)
+
+
+def _summarise(result: Any) -> dict[str, Any]:
+    from streams.abi import events as ev
+    from streams.testing import check_log, read_log
+
+    rows = read_log(result.bootstrap, result.prefix, partitions=result.partitions)
+    problems = check_log(rows)
+    problems += [
+        f"{turn}: heard reply {heard!r}, expected {want!r}"
+        for turn, heard, want in result.mismatched_replies
+    ]
+    node_lat: dict[str, list[float]] = {}
+    for row in rows:
+        p = row.event.payload
+        if isinstance(p, ev.NodeOutput) and p.latency_us is not None and row.event.node_id:
+            node_lat.setdefault(row.event.node_id, []).append(p.latency_us / 1000.0)
+    first_audio = [v for c in result.callers for v in c.first_audio_ms]
+    fences = [v for c in result.callers for v in c.fence_ms]
+    return {
+        "prefix": result.prefix,
+        "seconds": round(result.seconds, 1),
+        "log_events": len(rows),
+        "turns_committed": result.turns_committed,
+        "turns_aborted": result.turns_aborted,
+        "barge_ins": sum(c.barge_ins for c in result.callers),
+        "first_audio_ms": {"p50": _pct(first_audio, 0.5), "p99": _pct(first_audio, 0.99)},
+        "cancel_to_abort_ms": {"p50": _pct(fences, 0.5), "p99": _pct(fences, 0.99)},
+        "node_latency_ms": {
+            node: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "outputs": len(v)}
+            for node, v in sorted(node_lat.items())
+        },
+        "wav_files": [str(p) for p in result.wav_files],
+        "out_dir": str(result.out_dir),
+        "problems": problems,
+    }
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    table = Table(title=f"RSPP demo {s['prefix']}: {s['seconds']} s, {s['log_events']} log events")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("turns committed / aborted", f"{s['turns_committed']} / {s['turns_aborted']}")
+    table.add_row("barge-ins (cancel on the control lane)", str(s["barge_ins"]))
+    table.add_row(
+        "end of speech -> first accepted audio",
+        f"p50 {_ms(s['first_audio_ms']['p50'])}, p99 {_ms(s['first_audio_ms']['p99'])}",
+    )
+    table.add_row(
+        "barge-in -> turn aborted (seen in log)",
+        f"p50 {_ms(s['cancel_to_abort_ms']['p50'])}, p99 {_ms(s['cancel_to_abort_ms']['p99'])}",
+    )
+    console.print(table)
+    nodes = Table(title="node latency per output")
+    for col in ("node", "outputs", "p50", "p99"):
+        nodes.add_column(col)
+    for node, v in s["node_latency_ms"].items():
+        nodes.add_row(node, str(v["outputs"]), _ms(v["p50"]), _ms(v["p99"]))
+    console.print(nodes)
+    if s["problems"]:
+        err_console.print(f"[red]{len(s['problems'])} problem(s) in the log:[/]")
+        for p in s["problems"][:20]:
+            err_console.print(f"  {p}")
+    else:
+        console.print(
+            "[green]log check: clean[/] (lifecycle, plan hashes, epochs, correlation, cancel fencing, no duplicates)"
+        )
+    console.print(
+        f"replies (WAV, 16 kHz mono): {s['out_dir']}/replies/ ({len(s['wav_files'])} files)"
+    )

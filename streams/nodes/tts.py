@@ -7,6 +7,7 @@ failing voice falls back to the next provider in the policy's order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class EspeakConfig:
     rate_wpm: int = 160
     pitch: int = 50
     chunk_ms: int = 20
+    realtime: bool = False  # pace chunks like playback, so a barge-in lands mid-reply
 
     def __post_init__(self) -> None:
         if not 80 <= self.rate_wpm <= 450 or not 0 <= self.pitch <= 99 or self.chunk_ms < 1:
@@ -107,6 +109,8 @@ class EspeakNode:
         ) or [b""]
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
+            if self.config.realtime and i:
+                await asyncio.sleep(self.config.chunk_ms / 1000.0)
             yield AudioOut(chunk, self.config.sample_rate_hz, self._seq, final=i == last)
             self._seq += 1
 

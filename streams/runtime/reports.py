@@ -90,7 +90,11 @@ class OutputRecorder:
             (active.last_event_by_node[u] for u in upstream if u in active.last_event_by_node), None
         )
         causation = causation or active.last_input_event
-        latency_us = max(0, (report.end_ns - report.start_ns) // 1000)
+        # Time spent on this output: from taking the input, or from the node's previous
+        # output of the same input (streaming nodes emit many outputs per input).
+        since = max(report.start_ns, active.last_output_ns.get(node, 0))
+        latency_us = max(0, (report.end_ns - since) // 1000)
+        active.last_output_ns[node] = report.end_ns
         if isinstance(item, TranscriptText):
             payload = ev.NodeOutput(
                 output_seq=report.index,
@@ -107,6 +111,7 @@ class OutputRecorder:
                 text=item.text,
                 content_type="text/plain",
                 final=True,
+                latency_us=latency_us,
             )
         elif isinstance(item, AudioOut):
             payload = ev.NodeOutput(

@@ -48,6 +48,7 @@ class ActiveTurn:
     shed_inputs: int = 0
     last_input_event: str | None = None
     last_event_by_node: dict[str, str] = field(default_factory=dict)
+    last_output_ns: dict[str, int] = field(default_factory=dict)
     first_output_ns: int | None = None
     run: TurnRun | None = None
     _pending: deque[Item | EndOfInput] = field(default_factory=deque)

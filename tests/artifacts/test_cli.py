@@ -25,7 +25,7 @@ def _run(*args: str) -> Result:
 def test_validate_shipped_tree() -> None:
     result = _run("validate", str(P))
     assert result.exit_code == 0, result.output
-    assert "14 artifacts valid" in result.stdout
+    assert "16 artifacts valid" in result.stdout
 
 
 def test_compile_table_shows_value_and_source() -> None:

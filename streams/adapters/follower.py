@@ -1,0 +1,142 @@
+"""Follow a prefix's log (read_committed) and keep a live view of sessions and turns.
+
+This is the egress side of a transport adapter: it plays (collects) only audio
+whose ``NODE_OUTPUT`` was followed by ``OUTPUT_ACCEPTED`` and stops a turn's
+playback at its ``TURN_ABORT``. It also measures what a user hears: time from
+end of speech to first accepted audio, and from a barge-in to the abort.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from streams.abi import events as ev
+from streams.abi.codec import EventCodec
+from streams.topics import TopicLayout
+
+__all__ = ["LogFollower", "SessionView", "TurnView"]
+
+
+@dataclass(slots=True)
+class TurnView:
+    turn_id: str
+    state: str = "OPEN"
+    transcript: str = ""
+    reply: str = ""
+    audio: bytearray = field(default_factory=bytearray)
+    first_audio_at: float | None = None  # monotonic, when the follower saw the first accepted audio
+    closed_at: float | None = None
+    abort_reason: str | None = None
+    node_latency_us: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SessionView:
+    session_id: str
+    admitted: bool = False
+    turns: dict[str, TurnView] = field(default_factory=dict)
+    current: str | None = None
+    events: int = 0
+
+
+class LogFollower:
+    """A background thread consuming ``<prefix>.log`` into :class:`SessionView` objects."""
+
+    def __init__(self, *, bootstrap: str, prefix: str, partitions: int) -> None:
+        self.layout = TopicLayout(prefix=prefix, partitions=partitions)
+        self.codec = EventCodec()
+        self.sessions: dict[str, SessionView] = {}
+        self.lock = threading.Lock()
+        self.events = 0
+        self._audio_by_output: dict[str, bytes] = {}
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"rspp-follower-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self._consumer.assign(
+            [TopicPartition(self.layout.log, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
+        self._thread = threading.Thread(target=self._run, name="rspp-log-follower", daemon=True)
+
+    def start(self) -> LogFollower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+    def session(self, session_id: str) -> SessionView:
+        with self.lock:
+            return self.sessions.setdefault(session_id, SessionView(session_id))
+
+    def turn_closed(self, session_id: str, turn_id: str) -> bool:
+        with self.lock:
+            view = self.sessions.get(session_id)
+            turn = view.turns.get(turn_id) if view else None
+            return turn is not None and turn.closed_at is not None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(num_messages=500, timeout=0.05):
+                value = msg.value()
+                if msg.error() is not None or value is None:
+                    continue
+                self._apply(self.codec.decode(value))
+
+    def _apply(self, event: ev.Envelope) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.events += 1
+            view = self.sessions.setdefault(event.session_id, SessionView(event.session_id))
+            view.events += 1
+            p = event.payload
+            if isinstance(p, ev.Admit):
+                view.admitted = True
+            turn_id = event.turn_id
+            if turn_id is None:
+                return
+            turn = view.turns.setdefault(turn_id, TurnView(turn_id))
+            if isinstance(p, ev.TurnOpen):
+                view.current = turn_id
+            elif isinstance(p, ev.TurnActive):
+                turn.state = "ACTIVE"
+            elif isinstance(p, ev.NodeOutput):
+                if p.latency_us is not None and event.node_id is not None:
+                    turn.node_latency_us[event.node_id] = (
+                        turn.node_latency_us.get(event.node_id, 0) + p.latency_us
+                    )
+                if p.kind == "transcript" and p.final and p.text is not None:
+                    turn.transcript = p.text
+                elif p.kind == "reply" and p.text is not None:
+                    turn.reply = p.text
+                elif p.kind == "audio" and p.data is not None:
+                    self._audio_by_output[event.event_id] = p.data
+            elif isinstance(p, ev.OutputAccepted):
+                pcm = self._audio_by_output.pop(p.output_event_id, None)
+                if pcm is not None and turn.abort_reason is None:
+                    turn.audio.extend(pcm)
+                    if turn.first_audio_at is None:
+                        turn.first_audio_at = now
+                        turn.state = "SPEAKING"
+            elif isinstance(p, ev.TurnCommit):
+                turn.state = "COMMITTED"
+            elif isinstance(p, ev.TurnAbort):
+                turn.state = "ABORTED"
+                turn.abort_reason = p.reason
+            elif isinstance(p, ev.TurnClose):
+                turn.closed_at = now
+                if view.current == turn_id:
+                    view.current = None
