@@ -1,0 +1,262 @@
+"""The replay engine: stream the log once, rebuild turns, run every check.
+
+Checks that depend on log order (epoch fencing per partition, cancel fencing,
+causation, per-session seq) run as records stream past; checks that need the
+whole turn run when the turn closes. Results are emitted per session when it
+closes (late records of a closed turn still land on that turn's result) and
+for whatever is still open when the log ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from replay.checks import (
+    MARKERS,
+    PlanChecker,
+    check_correlation_ids,
+    check_evidence,
+    check_lifecycle,
+)
+from replay.evidence import EvidenceRules
+from replay.model import CHECK_ORDER, Divergence, DivergenceKind, Position, TurnResult
+from replay.resim import Resimulator
+from streams.abi.events import (
+    Cancel,
+    CancelScope,
+    Envelope,
+    EventType,
+    LeaseGranted,
+    OutputAccepted,
+    PlaybackStarted,
+    TurnClose,
+)
+from streams.runtime.fencing import CancelFence, Scope
+
+__all__ = ["Engine"]
+
+_ADMISSION = frozenset({EventType.ADMIT, EventType.REJECT, EventType.DEFER})
+_EGRESS = frozenset({EventType.OUTPUT_ACCEPTED, EventType.PLAYBACK_STARTED})
+
+
+@dataclass(slots=True)
+class _Turn:
+    turn_id: str
+    events: list[tuple[Position, Envelope]] = field(default_factory=list)
+    divergences: list[Divergence] = field(default_factory=list)
+    outputs: dict[str, str | None] = field(default_factory=dict)  # NODE_OUTPUT id -> node
+    count: int = 0
+    closed: bool = False
+    outcome: str | None = None
+
+
+@dataclass(slots=True)
+class _Session:
+    session_id: str
+    tenant_id: str
+    seen: set[str] = field(default_factory=set)
+    turns: dict[str, _Turn] = field(default_factory=dict)
+    loose: list[Divergence] = field(default_factory=list)
+    loose_events: int = 0
+    next_seq: int | None = None
+    rejected: bool = False
+    fence: CancelFence = field(default_factory=CancelFence)
+
+
+@dataclass(slots=True)
+class _Partition:
+    epoch: int | None = None
+    grant: Position | None = None
+    holders: dict[int, str] = field(default_factory=dict)
+
+
+class Engine:
+    """One pass over one log. Not thread-safe; build a new one per replay."""
+
+    def __init__(self, *, rules: EvidenceRules, plans: PlanChecker,
+                 resim: Resimulator | None = None, check_sequence: bool = True) -> None:
+        self.rules, self.plans, self.resim = rules, plans, resim
+        self.check_sequence = check_sequence
+        self.events = 0
+        self._sessions: dict[str, _Session] = {}
+        self._partitions: dict[int, _Partition] = {}
+
+    def run(self, records: Iterable[tuple[Position, Envelope]]) -> Iterator[TurnResult]:
+        for pos, env in records:
+            self.events += 1
+            done = self._feed(pos, env)
+            if done is not None:
+                yield from self._finish(done)
+        for session in list(self._sessions.values()):
+            yield from self._finish(session)
+        self._sessions.clear()
+
+    # -- streaming checks ------------------------------------------------------------------
+    def _feed(self, pos: Position, env: Envelope) -> _Session | None:
+        et = env.event_type
+        session = self._sessions.get(env.session_id)
+        if session is None:
+            session = self._sessions[env.session_id] = _Session(env.session_id, env.tenant_id)
+        part = self._partitions.get(pos.partition)
+        if part is None:
+            part = self._partitions[pos.partition] = _Partition()
+        turn_id = env.turn_id
+        turn = None
+        if turn_id is not None:
+            turn = session.turns.get(turn_id)
+            if turn is None:
+                turn = session.turns[turn_id] = _Turn(turn_id)
+            turn.count += 1
+        else:
+            session.loose_events += 1
+        sink = turn.divergences if turn is not None else session.loose
+
+        if et is EventType.LEASE_GRANTED:
+            self._grant(pos, env, part, sink)
+        elif part.epoch is not None and env.lease_epoch != part.epoch:
+            stale = env.lease_epoch < part.epoch
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"epoch {part.epoch} "
+                                  f"(LEASE_GRANTED at {part.grant})", actual=f"epoch {env.lease_epoch}",
+                                  message="zombie write: epoch older than the partition's lease"
+                                  if stale else "epoch ahead of any LEASE_GRANTED"))
+        # Lease records use a per-partition pseudo-session whose seq LOG_CONTRACT leaves open.
+        if self.check_sequence and et is not EventType.LEASE_GRANTED:
+            want = session.next_seq
+            if want is not None and env.seq != want:
+                sink.append(self._div(DivergenceKind.SEQUENCE, pos, env, expected=f"seq {want}",
+                                      actual=f"seq {env.seq}",
+                                      message="per-session log seq has a gap or goes back"))
+            session.next_seq = env.seq + 1
+        cause = env.correlation.causation_id
+        if cause is not None and cause not in session.seen:
+            sink.append(self._div(DivergenceKind.CORRELATION, pos, env, expected="an earlier event_id",
+                                  actual=cause, message="causation_id does not resolve to an earlier "
+                                  "event of the session"))
+        session.seen.add(env.event_id)
+
+        if turn is None:
+            return self._session_event(pos, env, session)
+        if et in _ADMISSION:
+            sink.append(self._div(DivergenceKind.LIFECYCLE, pos, env, expected="no turn_id",
+                                  actual=str(turn_id), message=f"{et.value} carries a turn_id"))
+        elif session.rejected and turn.count == 1:
+            sink.append(self._div(DivergenceKind.LIFECYCLE, pos, env, expected="no turn events",
+                                  actual=et.value, message="turn in a rejected session"))
+        if turn.closed:
+            sink.append(self._div(DivergenceKind.LIFECYCLE, pos, env, expected="nothing after CLOSE",
+                                  actual=et.value, message=f"{et.value} after TURN_CLOSE"))
+            return None
+        turn.events.append((pos, env))
+        if et is EventType.NODE_OUTPUT:
+            turn.outputs[env.event_id] = env.node_id
+        elif et is EventType.CANCEL:
+            self._cancel(env, session)
+        elif et in _EGRESS:
+            self._egress(pos, env, session, turn)
+        elif et is EventType.TURN_CLOSE:
+            assert isinstance(env.payload, TurnClose)
+            turn.outcome = env.payload.outcome.value
+            self._close_turn(session, turn, end_of_log=False)
+        return None
+
+    def _session_event(self, pos: Position, env: Envelope, session: _Session) -> _Session | None:
+        et = env.event_type
+        if et is EventType.REJECT:
+            session.rejected = True
+        elif et is EventType.CANCEL:
+            self._cancel(env, session)
+        elif et in MARKERS:
+            session.loose.append(self._div(DivergenceKind.LIFECYCLE, pos, env, expected="a turn_id",
+                                           actual="none", message=f"{et.value} without turn_id"))
+        elif et is EventType.SESSION_CLOSE:
+            return session
+        return None
+
+    def _grant(self, pos: Position, env: Envelope, part: _Partition, sink: list[Divergence]) -> None:
+        grant = env.payload
+        assert isinstance(grant, LeaseGranted)
+        holder = part.holders.get(grant.epoch)
+        if holder is not None and holder != grant.holder:
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"holder {holder}",
+                                  actual=f"holder {grant.holder}",
+                                  message=f"two holders of epoch {grant.epoch}"))
+        elif part.epoch is not None and grant.epoch <= part.epoch and holder is None:
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"epoch > {part.epoch}",
+                                  actual=f"epoch {grant.epoch}",
+                                  message="lease epochs must strictly increase"))
+        if env.lease_epoch != grant.epoch:
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"epoch {grant.epoch}",
+                                  actual=f"epoch {env.lease_epoch}",
+                                  message="LEASE_GRANTED written at another epoch than it grants"))
+        part.holders.setdefault(grant.epoch, grant.holder)
+        if part.epoch is None or grant.epoch > part.epoch:
+            part.epoch, part.grant = grant.epoch, pos
+
+    @staticmethod
+    def _cancel(env: Envelope, session: _Session) -> None:
+        cancel = env.payload
+        assert isinstance(cancel, Cancel)
+        if cancel.scope is CancelScope.SESSION:
+            session.fence.cancel(Scope.SESSION)
+        elif cancel.scope is CancelScope.TURN:
+            session.fence.cancel(Scope.TURN, turn_id=cancel.target or env.turn_id)
+        elif env.turn_id is not None:
+            session.fence.cancel(Scope.NODE, turn_id=env.turn_id, node_id=cancel.target)
+
+    def _egress(self, pos: Position, env: Envelope, session: _Session, turn: _Turn) -> None:
+        payload = env.payload
+        assert isinstance(payload, OutputAccepted | PlaybackStarted)
+        target = payload.output_event_id
+        if target not in turn.outputs:
+            turn.divergences.append(self._div(
+                DivergenceKind.CORRELATION, pos, env, expected="a NODE_OUTPUT of this turn",
+                actual=target, message=f"{env.event_type.value} names an output not in the turn"))
+        node = env.node_id or turn.outputs.get(target)
+        if session.fence.blocks(turn_id=turn.turn_id, node_id=node):
+            turn.divergences.append(self._div(
+                DivergenceKind.CANCEL, pos, env, expected="no egress after CANCEL",
+                actual=f"{env.event_type.value} of {target}", node_id=node,
+                message=f"{env.event_type.value} after a CANCEL of its scope"))
+
+    # -- per-turn checks ---------------------------------------------------------------------
+    def _close_turn(self, session: _Session, turn: _Turn, *, end_of_log: bool) -> None:
+        sid, tid, events = session.session_id, turn.turn_id, turn.events
+        found = check_evidence(self.rules, sid, tid, events)
+        found += check_lifecycle(sid, tid, events, require_closed=end_of_log)
+        plan_divs, plan = self.plans.check(sid, tid, events)
+        found += plan_divs
+        found += check_correlation_ids(sid, tid, events)
+        if self.resim is not None and plan is not None:
+            found += self.resim.check(sid, tid, plan, events, complete=turn.outcome == "COMMITTED")
+        turn.divergences.extend(found)
+        turn.closed = True
+        turn.events = []  # the turn is judged; keep memory flat on long logs
+        session.fence.forget_turn(tid)
+
+    def _finish(self, session: _Session) -> Iterator[TurnResult]:
+        self._sessions.pop(session.session_id, None)
+        for turn in session.turns.values():
+            if not turn.closed:
+                self._close_turn(session, turn, end_of_log=True)
+            yield TurnResult(session_id=session.session_id, turn_id=turn.turn_id,
+                             tenant_id=session.tenant_id, events=turn.count, outcome=turn.outcome,
+                             divergences=_ordered(turn.divergences))
+        if session.loose:
+            yield TurnResult(session_id=session.session_id, turn_id=None,
+                             tenant_id=session.tenant_id, events=session.loose_events,
+                             outcome=None, divergences=_ordered(session.loose))
+
+    @staticmethod
+    def _div(kind: DivergenceKind, pos: Position, env: Envelope, *, expected: str, actual: str,
+             message: str, node_id: str | None = None) -> Divergence:
+        return Divergence(kind=kind, session_id=env.session_id, turn_id=env.turn_id, position=pos,
+                          node_id=node_id if node_id is not None else env.node_id,
+                          expected=expected, actual=actual, message=f"{env.event_type.value}: "
+                          f"{message}" if not message.startswith(env.event_type.value) else message)
+
+
+def _ordered(divs: list[Divergence]) -> tuple[Divergence, ...]:
+    # Check order first (the order the guide lists them), then log order.
+    return tuple(sorted(divs, key=lambda d: (CHECK_ORDER[d.kind],
+                                             -1 if d.position is None else d.position.offset)))

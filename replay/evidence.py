@@ -1,0 +1,79 @@
+"""The replay artifact (``pipelines/replay/or02_baseline_v1.yaml``) turned into checks.
+
+The L0 requirements are compiled once into getters over :class:`Envelope`;
+invariant 14 makes them mandatory for every accepted turn whatever the
+recording level, so only L0 is enforced here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import ArtifactValidationError
+from pipelines.loader import load_artifact
+from pipelines.models.evidence import ReplayEvidenceManifest
+from pipelines.shipped import PIPELINES_DIR
+from replay.errors import ReplayError
+from streams.abi.events import EventType
+
+__all__ = ["DEFAULT_ARTIFACT", "EvidenceRules", "load_rules"]
+
+DEFAULT_ARTIFACT = PIPELINES_DIR / "replay" / "or02_baseline_v1.yaml"
+Getter = Callable[[Any], Any]
+
+
+def _getter(path: str) -> Getter:
+    parts = tuple(path.split("."))
+
+    def get(obj: Any) -> Any:
+        for part in parts:
+            obj = getattr(obj, part, None)
+            if obj is None:
+                return None
+        return obj
+
+    return get
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceRules:
+    """What replay needs from the artifact: L0 fields per event type, deterministic node types."""
+
+    artifact: ReplayEvidenceManifest
+    l0: dict[EventType, tuple[tuple[str, Getter], ...]]
+    deterministic_node_types: frozenset[str]
+
+    def missing(self, event_type: EventType, env: Any) -> list[str]:
+        """Names of L0 fields of ``env`` that are absent or empty."""
+        out: list[str] = []
+        for name, get in self.l0.get(event_type, ()):
+            value = get(env)
+            if value is None or value == "":
+                out.append(name)
+        return out
+
+
+@functools.cache
+def load_rules(path: Path = DEFAULT_ARTIFACT) -> EvidenceRules:
+    loaded, issues = load_artifact(path)
+    if loaded is None:
+        raise ReplayError(f"{path}: {ArtifactValidationError(issues)}")
+    manifest = loaded.model
+    if not isinstance(manifest, ReplayEvidenceManifest):
+        raise ReplayError(f"{path}: kind {manifest.kind!r} (expected ReplayEvidenceManifest)")
+    l0: dict[EventType, tuple[tuple[str, Getter], ...]] = {}
+    for req in manifest.required_fields:
+        if req.level != "L0":
+            continue
+        try:
+            event_type = EventType(req.event.upper())
+        except ValueError:
+            raise ReplayError(f"{path}: required_fields names unknown event {req.event!r}") from None
+        l0[event_type] = l0.get(event_type, ()) + tuple((f, _getter(f)) for f in req.fields)
+    types = frozenset(t for m in manifest.modes if m.name == "resimulate"
+                      for t in m.deterministic_node_types)
+    return EvidenceRules(artifact=manifest, l0=l0, deterministic_node_types=types)
