@@ -18,6 +18,7 @@ BENCHMARKS = {
     "passthrough": "bench.passthrough",
     "codec": "bench.codec_bench",
     "lanes": "bench.lanes_bench",
+    "replay": "bench.replay_bench",
 }
 
 

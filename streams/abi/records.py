@@ -12,7 +12,6 @@ import typing
 from collections.abc import Callable
 from dataclasses import fields
 from enum import StrEnum
-from operator import attrgetter
 from typing import Any
 
 from streams.abi.events import (
@@ -50,11 +49,33 @@ def _build_to_record(cls: type[Payload]) -> Callable[[Payload], Record]:
             }
 
         return dead_letter
-    if len(names) == 1:
-        (only,) = names
-        return lambda p: {only: getattr(p, only)}
-    getter = attrgetter(*names)
-    return lambda p: dict(zip(names, getter(p), strict=True))
+    # A generated dict literal: about twice as fast as attrgetter + zip on the encode path.
+    scope: dict[str, Any] = {}
+    items = ", ".join(f"{name!r}: p.{name}" for name in names)
+    exec(f"def to_record(p):\n    return {{{items}}}\n", scope)
+    to_record: Callable[[Payload], Record] = scope["to_record"]
+    return to_record
+
+
+def _slot_filler(cls: type[Any]) -> Callable[..., Any]:
+    """A keyword constructor that fills a frozen slotted dataclass's slots directly.
+
+    Decoded records are already schema-checked, and the frozen ``__init__``'s
+    per-field ``object.__setattr__`` costs about twice as much as setting the
+    slot descriptors; this is the decode hot path (codec and replay).
+    """
+    names = [f.name for f in fields(cls)]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    scope.update({f"_set{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})
+    body = "".join(f"    _set{i}(obj, {name})\n" for i, name in enumerate(names))
+    source = f"def make(*, {', '.join(names)}):\n    obj = _new(_cls)\n{body}    return obj\n"
+    exec(source, scope)  # generated like dataclasses' own __init__
+    maker: Callable[..., Any] = scope["make"]
+    return maker
+
+
+_MAKE_ENVELOPE = _slot_filler(Envelope)
+_MAKE_CORRELATION = _slot_filler(Correlation)
 
 
 def _build_from_record(cls: type[Payload]) -> Callable[[Record], Payload]:
@@ -71,13 +92,14 @@ def _build_from_record(cls: type[Payload]) -> Callable[[Record], Payload]:
             return DeadLetter(**r)
 
         return dead_letter
+    make = _slot_filler(cls)
     if not enums:
-        return lambda r: cls(**r)
+        return lambda r: make(**r)
 
     def with_enums(r: Record) -> Payload:
         for name, members in enums:
             r[name] = members[r[name]]
-        return cls(**r)
+        return make(**r)  # type: ignore[no-any-return]
 
     return with_enums
 
@@ -119,14 +141,19 @@ def envelope_from_record(record: Record) -> Envelope:
     """Inverse of :func:`envelope_to_record`; ``payload`` is fastavro's ``(name, record)``."""
     name, body = record["payload"]
     corr = record["correlation"]
-    return Envelope(
+    payload = _FROM_RECORD[name](body)
+    event_type = _EVENT_TYPES[record["event_type"]]
+    if payload.EVENT_TYPE is not event_type:
+        # The one check of Envelope.__post_init__ a well-formed Avro record can still fail.
+        raise ValueError(f"event_type {event_type} does not match payload {type(payload).__name__}")
+    envelope: Envelope = _MAKE_ENVELOPE(
         event_id=record["event_id"],
-        event_type=_EVENT_TYPES[record["event_type"]],
+        event_type=event_type,
         lane=_LANES[record["lane"]],
         tenant_id=record["tenant_id"],
         session_id=record["session_id"],
         turn_id=record["turn_id"],
-        correlation=Correlation(
+        correlation=_MAKE_CORRELATION(
             correlation_id=corr["correlation_id"],
             causation_id=corr["causation_id"],
             trace_id=corr["trace_id"],
@@ -137,5 +164,6 @@ def envelope_from_record(record: Record) -> Envelope:
         node_id=record["node_id"],
         seq=record["seq"],
         ts=record["ts"],
-        payload=_FROM_RECORD[name](body),
+        payload=payload,
     )
+    return envelope
