@@ -91,7 +91,15 @@ def _insert_node(ins: ResolvedInsert) -> ResolvedNode:
 
 
 class TurnPlanResolver:
-    """Stateless; one instance may serve every turn of every session."""
+    """One instance may serve every turn of every session.
+
+    Its only state is a bounded cache of each (bundle, policy decisions) pair's
+    plan graph as JSON: that part does not change between turns, and building it
+    is most of the cost of a plan.
+    """
+
+    def __init__(self) -> None:
+        self._graphs: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
 
     def resolve(
         self, *, bundle: PipelineBundle, session: SessionSnapshot, turn: TurnOpenRequest, lease: LeaseSnapshot,
@@ -113,8 +121,42 @@ class TurnPlanResolver:
                             f"{bundle.ref} ({bundle.digest}) gives {again.plan_hash}")
 
     # -- internals -------------------------------------------------------------------------
+    def rederive_hash(self, plan: ResolvedTurnPlan, bundle: PipelineBundle) -> str:
+        """The plan_hash re-derivation gives, without building the plan model (replay's hot path)."""
+        return self._body(bundle, plan.inputs)["plan_hash"]  # type: ignore[no-any-return]
+
     def _resolve(self, bundle: PipelineBundle, inputs: PlanInputs) -> ResolvedTurnPlan:
+        return ResolvedTurnPlan.model_validate_json(orjson.dumps(self._body(bundle, inputs)))
+
+    def _body(self, bundle: PipelineBundle, inputs: PlanInputs) -> dict[str, Any]:
         self._check_authority(bundle, inputs)
+        rs = bundle.resolved_spec
+        key = (bundle.digest, inputs.policy_decisions.model_dump_json())
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graph(bundle, inputs)
+            if len(self._graphs) >= 64:  # bounded: a processor sees few bundles x decision sets
+                self._graphs.pop(next(iter(self._graphs)))
+            self._graphs[key] = graph
+        nodes_json, edges_json = graph
+        body = {
+            "resolved_turn_plan_id": f"{inputs.session.tenant_id}/{inputs.session.session_id}/{inputs.turn.turn_id}",
+            "plan_version": PLAN_VERSION,
+            "bundle_id": bundle.ref,
+            "bundle_digest": bundle.digest,
+            "abi_version": bundle.compat_window.abi_version,
+            "inputs": inputs.model_dump(mode="json"),
+            "nodes": nodes_json,
+            "edges": edges_json,
+            "turn_boundary": rs.turn.boundary.value,
+            "turn_timeout_ms": rs.turn.timeout_ms.value,
+            "determinism_context": DeterminismContext(seed=self._seed(bundle, inputs), clock="recorded").model_dump(),
+        }
+        body["plan_hash"] = digest_of(body)
+        return body
+
+    def _graph(self, bundle: PipelineBundle, inputs: PlanInputs) -> tuple[list[Any], list[Any]]:
+        """The plan's nodes and edges as JSON values: a function of the bundle and the decisions only."""
         rs = bundle.resolved_spec
         decisions = inputs.policy_decisions
         nodes = {n.id: n for n in rs.nodes}
@@ -142,21 +184,7 @@ class TurnPlanResolver:
         enabled = {i.id for i in rs.inserts if i.default_enabled} | set(decisions.enabled_inserts)
         for ins in sorted((inserts[i] for i in enabled), key=lambda i: i.id):
             plan_nodes, edges = self._splice(ins, plan_nodes, edges, nodes)
-        body = {
-            "resolved_turn_plan_id": f"{inputs.session.tenant_id}/{inputs.session.session_id}/{inputs.turn.turn_id}",
-            "plan_version": PLAN_VERSION,
-            "bundle_id": bundle.ref,
-            "bundle_digest": bundle.digest,
-            "abi_version": bundle.compat_window.abi_version,
-            "inputs": inputs.model_dump(mode="json"),
-            "nodes": [n.model_dump(mode="json") for n in plan_nodes],
-            "edges": [e.model_dump(mode="json") for e in edges],
-            "turn_boundary": rs.turn.boundary.value,
-            "turn_timeout_ms": rs.turn.timeout_ms.value,
-            "determinism_context": DeterminismContext(seed=self._seed(bundle, inputs), clock="recorded").model_dump(),
-        }
-        body["plan_hash"] = digest_of(body)
-        return ResolvedTurnPlan.model_validate_json(orjson.dumps(body))
+        return [n.model_dump(mode="json") for n in plan_nodes], [e.model_dump(mode="json") for e in edges]
 
     @staticmethod
     def _check_authority(bundle: PipelineBundle, inputs: PlanInputs) -> None:

@@ -171,7 +171,9 @@ class PlanChecker:
         if self.candidate is not None:
             return out + self._candidate(plan, div), self._candidate_plan(plan)
         try:
-            again = self.resolver.rederive(plan, bundle)
+            # Hash first (cheap); build the re-derived plan only to explain a mismatch.
+            same = self.resolver.rederive_hash(plan, bundle) == plan.plan_hash
+            again = plan if same else self.resolver.rederive(plan, bundle)
         except PipelinesError as exc:
             return [*out, div(recorded, "re-derivation failed", str(exc))], plan
         if again.plan_hash != plan.plan_hash:
