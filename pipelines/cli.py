@@ -55,7 +55,7 @@ ModuleDirOpt = Annotated[Path, typer.Option(
 ExtensionOpt = Annotated[list[Path] | None, typer.Option(
     "--extension", help="ExtensionManifest file declaring a custom node type; repeatable.")]
 StoreOpt = Annotated[Path | None, typer.Option(
-    "--store", help="ArtifactStore directory (default $RSPP_HOME/store, else ~/.rspp/store).")]
+    "--store", help="ArtifactStore directory (default $RSPP_HOME/store, else ~/.cache/rspp/store).")]
 
 bundle_app = typer.Typer(help="Build, verify and inspect immutable, content-addressed PipelineBundles.",
                          no_args_is_help=True)

@@ -37,9 +37,9 @@ A = TypeVar("A", bound=ArtifactBase)
 
 
 def default_store_root() -> Path:
-    """``$RSPP_HOME/store`` (``~/.rspp/store`` when RSPP_HOME is unset)."""
+    """``$RSPP_HOME/store`` (``~/.cache/rspp/store`` when RSPP_HOME is unset, like the broker cache)."""
     home = os.environ.get("RSPP_HOME")
-    return (Path(home) if home else Path.home() / ".rspp") / "store"
+    return (Path(home) if home else Path.home() / ".cache" / "rspp") / "store"
 
 
 def content_digest(artifact: ArtifactBase) -> str:

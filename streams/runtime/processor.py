@@ -18,8 +18,10 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.models.resolved import PipelineBundle
+from pipelines.store import ArtifactStore, default_store_root
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.abi.events import Envelope, LeaseGranted
@@ -64,6 +66,7 @@ class ProcessorConfig:
     drain_grace_s: float | None = None
     session_gate: Callable[[PipelineBundle], str | None] | None = None
     registry: NodeRegistry | None = None
+    store: Path | None = None
 
     @property
     def group(self) -> str:
@@ -110,6 +113,8 @@ class Processor:
     def __init__(self, config: ProcessorConfig) -> None:
         self.config = config
         self.holder = config.holder
+        # Publish the bundle we run: replay, export and audit find it by digest in the store.
+        ArtifactStore(config.store or default_store_root()).put_bundle(config.bundle)
         self.layout = TopicLayout(prefix=config.prefix, partitions=1)
         self.codec = EventCodec(
             max_frame_bytes=config.max_frame_bytes, source=f"urn:rspp:processor:{self.holder}"
