@@ -121,7 +121,11 @@ class TurnEngine:
             return None
         if isinstance(p, ev.Telemetry):
             self.writer.log(
-                session, p, event_id=event.event_id, correlation_id=event.correlation.correlation_id
+                session,
+                p,
+                event_id=event.event_id,
+                ts=event.ts,
+                correlation_id=event.correlation.correlation_id,
             )
             return None
         if isinstance(p, ev.AudioChunk | ev.Transcript | ev.EndOfUtterance):
@@ -161,6 +165,7 @@ class TurnEngine:
                 existing,
                 event.payload,
                 event_id=event.event_id,
+                ts=event.ts,
                 correlation_id=event.correlation.correlation_id,
             )
             return None
@@ -182,7 +187,9 @@ class TurnEngine:
         self.dirty.add(session.session_id)
         corr = event.correlation.correlation_id
         if isinstance(event.payload, ev.SessionOpen):
-            self.writer.log(session, event.payload, event_id=event.event_id, correlation_id=corr)
+            self.writer.log(
+                session, event.payload, event_id=event.event_id, ts=event.ts, correlation_id=corr
+            )
         refusal = self._refusal()
         if refusal is not None:
             self.writer.log(
@@ -218,6 +225,7 @@ class TurnEngine:
             session,
             event.payload,
             event_id=event.event_id,
+            ts=event.ts,
             correlation_id=event.correlation.correlation_id,
         )
         session.closed = True
@@ -294,7 +302,7 @@ class TurnEngine:
 
     def _record_input(self, session: SessionState, active: ActiveTurn, event: ev.Envelope) -> None:
         recorded = self.writer.log(
-            session, event.payload, turn=active.stamp, event_id=event.event_id
+            session, event.payload, turn=active.stamp, event_id=event.event_id, ts=event.ts
         )
         active.last_input_event = recorded.event_id
 
@@ -386,7 +394,12 @@ class TurnEngine:
             if active is None or target not in active.graph.graph.nodes:
                 return f"cancel of node {target!r}: no such node in an open turn"
             self.writer.log(
-                session, cancel, turn=active.stamp, event_id=event.event_id, node_id=target
+                session,
+                cancel,
+                turn=active.stamp,
+                event_id=event.event_id,
+                ts=event.ts,
+                node_id=target,
             )
             session.fence.cancel(Scope.NODE, turn_id=active.state.turn_id, node_id=target)
             active.cancel_node(target)
@@ -398,13 +411,17 @@ class TurnEngine:
             if not self._past_turn(session, target):
                 return f"cancel of unknown turn {target!r}"
             self.writer.log(
-                session, cancel, event_id=event.event_id, correlation_id=corr
+                session, cancel, event_id=event.event_id, ts=event.ts, correlation_id=corr
             )  # already closed: no effect
         elif active is None:
             # Nothing in flight (late barge-in): record it; it fences nothing that exists.
-            self.writer.log(session, cancel, event_id=event.event_id, correlation_id=corr)
+            self.writer.log(
+                session, cancel, event_id=event.event_id, ts=event.ts, correlation_id=corr
+            )
         else:
-            self.writer.log(session, cancel, turn=active.stamp, event_id=event.event_id)
+            self.writer.log(
+                session, cancel, turn=active.stamp, event_id=event.event_id, ts=event.ts
+            )
             scope = Scope.SESSION if cancel.scope is ev.CancelScope.SESSION else Scope.TURN
             session.fence.cancel(scope, turn_id=active.state.turn_id)
             self._abort(

@@ -9,6 +9,7 @@ the open transaction of :class:`TransactionalEgress`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from streams.abi.codec import EventCodec
 from streams.abi.events import (
@@ -74,8 +75,13 @@ class EventWriter:
         node_id: str | None = None,
         event_id: str | None = None,
         bundle_id: str | None = None,
+        ts: datetime | None = None,
     ) -> Envelope:
-        """Append one event of ``session`` to the log; returns it (its event_id is the causation of what follows)."""
+        """Append one event of ``session`` to the log; returns it (its event_id is the causation of what follows).
+
+        Recorded inputs pass their original ``event_id`` and ``ts`` (the voice
+        service's clock), so latencies from input to output can be read off the log.
+        """
         epoch = self.leases.epoch(session.partition)  # FencedError when the lease is gone
         corr = Correlation(
             correlation_id=turn.correlation_id if turn else (correlation_id or session.session_id),
@@ -94,6 +100,7 @@ class EventWriter:
             plan_hash=turn.plan_hash if turn else None,
             node_id=node_id,
             event_id=event_id,
+            ts=ts,
         )
         session.epoch = epoch
         self._append(self.layout.log, session.partition, session.session_id, event)
