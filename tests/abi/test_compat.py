@@ -119,13 +119,23 @@ def test_dropping_a_field_without_default_fails_with_path_and_rule(tmp_path: Pat
     assert check_schemas(edited, against=str(avro_dir()), mode=CompatMode.BACKWARD).ok
 
 
-def test_adding_a_required_field_fails_in_the_default_mode(tmp_path: Path) -> None:
+def test_adding_a_required_field_fails_in_the_policy_mode(tmp_path: Path) -> None:
     edited = _copy_avro(tmp_path)
     _edit(edited, "rspp.events.Shed.avsc", lambda d: d["fields"].append({"name": "extra", "type": "int", "doc": "x"}))
     report = check_schemas(edited, against=str(avro_dir()))
-    assert report.subjects[0].mode is CompatMode.BACKWARD_TRANSITIVE
+    # The skew policy gates the envelope both ways: old logs and old consumers.
+    assert report.subjects[0].mode is CompatMode.FULL_TRANSITIVE
     assert [(i.path, i.rule) for i in report.subjects[0].incompatibilities] == [
         ("Envelope.payload<Shed>.extra", "field added without default")
+    ]
+
+
+def test_dropping_a_field_without_default_fails_in_the_policy_mode(tmp_path: Path) -> None:
+    edited = _copy_avro(tmp_path)
+    _edit(edited, "rspp.events.TurnAbort.avsc", lambda d: d.update(fields=[]))
+    report = check_schemas(edited, against=str(avro_dir()))
+    assert [(i.path, i.rule) for i in report.subjects[0].incompatibilities] == [
+        ("Envelope.payload<TurnAbort>.reason", "field removed without default")
     ]
 
 
