@@ -90,11 +90,23 @@ def demo(
 
 
 def _summarise(result: Any) -> dict[str, Any]:
+    from replay import ContainerLogSource, KafkaLogSource, export_log, replay
     from streams.abi import events as ev
     from streams.testing import check_log, read_log
 
     rows = read_log(result.bootstrap, result.prefix, partitions=result.partitions)
     problems = check_log(rows)
+    # The fixture a replay job would keep: export the recorded turns, then replay them,
+    # re-simulating the deterministic nodes on the recorded inputs.
+    export_dir = result.out_dir / "export"
+    manifest = export_log(
+        KafkaLogSource(result.bootstrap, result.prefix),
+        export_dir,
+        prefix=result.prefix,
+        codec="zstd",
+    )
+    replayed = replay(ContainerLogSource(export_dir), resimulate=True)
+    problems += [str(d) for d in replayed.divergences]
     problems += [
         f"{turn}: heard reply {heard!r}, expected {want!r}"
         for turn, heard, want in result.mismatched_replies
@@ -118,6 +130,18 @@ def _summarise(result: Any) -> dict[str, Any]:
         "node_latency_ms": {
             node: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "outputs": len(v)}
             for node, v in sorted(node_lat.items())
+        },
+        "export": {
+            "dir": str(export_dir),
+            "files": len(manifest.get("files", [])),
+            "sessions": len(manifest.get("sessions", [])),
+        },
+        "replay": {
+            "mode": replayed.mode,
+            "turns": len(replayed.turns),
+            "events": replayed.events,
+            "divergences": len(replayed.divergences),
+            "events_per_s": round(replayed.events_per_second),
         },
         "wav_files": [str(p) for p in result.wav_files],
         "out_dir": str(result.out_dir),
@@ -146,6 +170,14 @@ def _print_summary(s: dict[str, Any]) -> None:
     for node, v in s["node_latency_ms"].items():
         nodes.add_row(node, str(v["outputs"]), _ms(v["p50"]), _ms(v["p99"]))
     console.print(nodes)
+    r = s["replay"]
+    verdict = (
+        "[green]clean[/]" if r["divergences"] == 0 else f"[red]{r['divergences']} divergence(s)[/]"
+    )
+    console.print(
+        f"export: {s['export']['dir']} ({s['export']['files']} Avro file(s), {s['export']['sessions']} sessions) -> "
+        f"replay --resimulate: {r['turns']} turns, {r['events']} events, {verdict}"
+    )
     if s["problems"]:
         err_console.print(f"[red]{len(s['problems'])} problem(s) in the log:[/]")
         for p in s["problems"][:20]:
