@@ -49,6 +49,10 @@ def _register() -> None:
     from replay.cli import register as _reg_replay
 
     _reg_replay(app)
+    from replay.audit.cli import app as audit_app
+
+    app.add_typer(audit_app, name="audit")
+
     # Further command groups (pipelines, codec/compat, runtime, replay, audit)
     # register here, one line each.
 

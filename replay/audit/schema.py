@@ -1,0 +1,77 @@
+"""Tables and per-type views of an audit database.
+
+- ``events``: every record of ``<prefix>.log`` (one row per record, see :mod:`.columns`).
+- ``dead_letters``: every record of ``<prefix>.dlq``, same layout plus the original owner.
+- ``loaded``: the next offset to load per source and partition (what makes loads incremental).
+- ``audit_meta``: the schema version, so an old database is refused instead of misread.
+- ``v_<type>`` views: one per payload type, envelope columns + that payload's fields unprefixed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from replay.audit.columns import COLUMNS, DLQ_COLUMNS, ENVELOPE_COLUMNS, payload_fields
+from replay.audit.errors import StoreError
+from streams.abi.events import PAYLOAD_TYPES, Payload
+
+__all__ = ["SCHEMA_VERSION", "VIEWS", "create_schema", "view_name"]
+
+SCHEMA_VERSION = "1"
+
+# Names an auditor would guess; the rest are derived (NodeOutput -> v_node_outputs).
+_VIEW_NAMES = {
+    "LeaseGranted": "v_leases",
+    "OutputAccepted": "v_outputs_accepted",
+    "PlaybackStarted": "v_playbacks_started",
+    "Telemetry": "v_telemetry",
+    "TurnActive": "v_turn_actives",
+    "DeadLetter": "v_dead_letters",
+}
+
+
+def view_name(cls: type[Payload]) -> str:
+    name = _VIEW_NAMES.get(cls.__name__)
+    if name is None:
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
+        name = f"v_{snake}s"
+    return name
+
+
+VIEWS: dict[str, type[Payload]] = {view_name(cls): cls for cls in PAYLOAD_TYPES.values()}
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+def _table_ddl(table: str, extra: tuple[Any, ...] = ()) -> str:
+    cols = ", ".join(f"{_quoted(c.name)} {c.sql_type}" for c in (*COLUMNS, *extra))
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+
+
+def _view_ddl(view: str, cls: type[Payload]) -> str:
+    envelope = ", ".join(_quoted(c.name) for c in ENVELOPE_COLUMNS)
+    fields = "".join(f", {_quoted(col)} AS {_quoted(alias)}" for col, alias in payload_fields(cls))
+    table, extra = ("dead_letters", ", original_tenant, original_session") \
+        if view == "v_dead_letters" else ("events", "")
+    return (f"CREATE OR REPLACE VIEW {view} AS SELECT {envelope}{fields}{extra} FROM {table} "
+            f"WHERE event_type = '{cls.EVENT_TYPE.value}'")
+
+
+def create_schema(con: Any, *, path: str) -> None:
+    """Create (idempotently) every table and view; refuse a database of another version."""
+    con.execute("CREATE TABLE IF NOT EXISTS audit_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    row = con.execute("SELECT value FROM audit_meta WHERE key = 'schema_version'").fetchone()
+    if row is not None and row[0] != SCHEMA_VERSION:
+        raise StoreError(f"{path}: audit schema version {row[0]}, this rspp writes "
+                         f"{SCHEMA_VERSION}; load into a new database")
+    con.execute("INSERT OR IGNORE INTO audit_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
+    con.execute(_table_ddl("events"))
+    con.execute(_table_ddl("dead_letters", DLQ_COLUMNS))
+    con.execute("""CREATE TABLE IF NOT EXISTS loaded (
+        source VARCHAR, partition INTEGER, kind VARCHAR, topic VARCHAR, next_offset BIGINT,
+        records BIGINT, loaded_at TIMESTAMP, PRIMARY KEY (source, partition))""")
+    for view, cls in VIEWS.items():
+        con.execute(_view_ddl(view, cls))

@@ -1,0 +1,263 @@
+"""The audit store: an on-disk DuckDB database loaded incrementally from log sources.
+
+    store = AuditStore("audit.duckdb")
+    store.load_kafka(bootstrap, "prod.voice")          # <prefix>.log + <prefix>.dlq, new records only
+    store.report("turns", tenant="acme")               # list of dicts
+    store.sql("SELECT event_type, count(*) FROM events GROUP BY ALL")
+
+Each operation opens its own connection and closes it: DuckDB allows one
+writing process per file, and an auditor's read-only session must not be
+locked out by a store object somebody forgot to close. Reads (reports, SQL)
+use a read-only connection; ``sql`` additionally refuses every statement that
+is not a query and disables file/network access, so an ad-hoc query cannot
+write anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import fastavro
+
+from replay.audit.columns import RowBatch
+from replay.audit.errors import QueryError, StoreError, WriteRefusedError
+from replay.audit.reports import REPORTS, report_sql
+from replay.audit.schema import create_schema
+from replay.export import read_manifest
+from replay.model import Position
+from replay.sources import MANIFEST, META_TOPIC, ContainerLogSource, KafkaLogSource
+from streams.abi.events import Envelope
+
+__all__ = ["AuditStore", "LoadResult"]
+
+_BATCH = 50_000
+_READ_ONLY_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+_EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadResult:
+    """What one load added: ``events`` new log rows, ``dead_letters`` new DLQ rows."""
+
+    source: str
+    events: int
+    dead_letters: int
+    skipped: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return (self.events + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
+
+
+class AuditStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    # -- connections ------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self, *, read_only: bool, sandbox: bool = False) -> Iterator[Any]:
+        if read_only and not self.path.is_file():
+            raise StoreError(f"{self.path}: no audit database (run `rspp audit load` first)")
+        config: dict[str, Any] = {}
+        if sandbox:
+            config.update(enable_external_access=False, lock_configuration=True)
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: cannot open audit database: {_one_line(exc)}") from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- loading ----------------------------------------------------------------------------
+    def load_kafka(self, bootstrap: str, prefix: str, *, dlq: bool = True,
+                   idle_timeout_s: float = 10.0) -> LoadResult:
+        """Load new records of ``<prefix>.log`` (and ``<prefix>.dlq``) read_committed."""
+        started = time.perf_counter()
+        log = KafkaLogSource(bootstrap, prefix, idle_timeout_s=idle_timeout_s)
+        with self._connect(read_only=False) as con:
+            create_schema(con, path=str(self.path))
+            events, skipped = self._load(con, log, kind="kafka", topic=log.topic, table="events")
+            dead = 0
+            if dlq:
+                from streams.topics import TopicLayout
+
+                # KafkaLogSource reads whichever topic ``topic`` names; the DLQ holds envelopes too.
+                dead_source = KafkaLogSource(bootstrap, prefix, idle_timeout_s=idle_timeout_s)
+                dead_source.topic = dead_source.name = TopicLayout(prefix=prefix).dlq
+                dead, more = self._load(con, dead_source, kind="kafka", topic=dead_source.topic,
+                                        table="dead_letters")
+                skipped += more
+        return LoadResult(source=log.topic, events=events, dead_letters=dead, skipped=skipped,
+                          seconds=time.perf_counter() - started)
+
+    def load_export(self, path: Path | str) -> LoadResult:
+        """Load new records of an ``rspp export`` directory (or one ``.avro`` container file)."""
+        started = time.perf_counter()
+        source = ContainerLogSource(path)
+        topic = _export_topic(source)
+        with self._connect(read_only=False) as con:
+            create_schema(con, path=str(self.path))
+            events, skipped = self._load(con, source, kind="export", topic=topic, table="events")
+        return LoadResult(source=str(path), events=events, dead_letters=0, skipped=skipped,
+                          seconds=time.perf_counter() - started)
+
+    def _load(self, con: Any, source: Iterable[tuple[Position, Envelope]], *, kind: str,
+              topic: str | None, table: str) -> tuple[int, int]:
+        if topic is not None:
+            other = con.execute("SELECT any_value(source) FROM loaded WHERE topic = ? AND kind <> ?",
+                                [topic, kind]).fetchone()
+            if other is not None and other[0] is not None:
+                # Kafka offsets and container record indexes do not line up: loading both would
+                # insert every event twice with no key to tell the copies apart.
+                raise StoreError(f"{self.path}: {topic} is already loaded from {other[0]}; "
+                                 f"load a {kind} copy of it into another database")
+        done: dict[tuple[str, int], int] = {
+            (s, p): o for s, p, o in con.execute(
+                "SELECT source, partition, next_offset FROM loaded").fetchall()}
+        batch = RowBatch(dead_letters=table == "dead_letters")
+        ends: dict[tuple[str, int], int] = {}
+        added = skipped = 0
+        for pos, env in source:
+            key = (pos.source, pos.partition)
+            if pos.offset < done.get(key, 0):
+                skipped += 1
+                continue
+            batch.add(pos, env)
+            ends[key] = pos.offset + 1
+            if len(batch) >= _BATCH:
+                added += self._flush(con, batch, ends, kind=kind, topic=topic, table=table)
+                batch = RowBatch(dead_letters=batch.dead_letters)
+        added += self._flush(con, batch, ends, kind=kind, topic=topic, table=table)
+        return added, skipped
+
+    @staticmethod
+    def _flush(con: Any, batch: RowBatch, ends: dict[tuple[str, int], int], *, kind: str,
+               topic: str | None, table: str) -> int:
+        if not batch:
+            return 0
+        arrow = batch.to_arrow()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        # Rows and the offsets that say they are loaded commit together: a load killed midway
+        # leaves whole batches behind, and the next load starts right after the last one.
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.register("_batch", arrow)
+            con.execute(f"INSERT INTO {table} SELECT * FROM _batch")
+            con.unregister("_batch")
+            for (source, partition), count in batch.counts.items():
+                con.execute("""INSERT INTO loaded VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (source, partition) DO UPDATE SET next_offset = excluded.next_offset,
+                      records = records + excluded.records, loaded_at = excluded.loaded_at""",
+                            [source, partition, kind, topic, ends[(source, partition)], count, now])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return len(batch)
+
+    # -- reading ----------------------------------------------------------------------------
+    def report(self, name: str, *, tenant: str | None = None, session: str | None = None,
+               since: datetime | None = None) -> list[dict[str, Any]]:
+        """Rows of the canned report ``name`` (see :data:`replay.audit.REPORTS`)."""
+        with self._connect(read_only=True) as con:
+            return _rows(self._report_relation(con, name, tenant, session, since))
+
+    def export_report(self, name: str, out: Path | str, *, tenant: str | None = None,
+                      session: str | None = None, since: datetime | None = None) -> int:
+        """Write a report to ``out`` (.csv or .parquet, by DuckDB COPY); returns the row count."""
+        out = Path(out)
+        fmt = _EXPORT_FORMATS.get(out.suffix.lower())
+        if fmt is None:
+            raise QueryError(f"{out}: unknown export format {out.suffix!r} (use .csv or .parquet)")
+        with self._connect(read_only=True) as con:
+            rel = self._report_relation(con, name, tenant, session, since)
+            try:
+                if fmt == "csv":
+                    rel.write_csv(str(out), header=True)
+                else:
+                    rel.write_parquet(str(out))
+                count = rel.aggregate("count(*)").fetchall()[0]
+            except duckdb.Error as exc:
+                raise StoreError(f"{out}: cannot write report {name}: {_one_line(exc)}") from None
+        return int(count[0]) if count else 0
+
+    @staticmethod
+    def _report_relation(con: Any, name: str, tenant: str | None, session: str | None,
+                         since: datetime | None) -> Any:
+        report = REPORTS.get(name)
+        if report is None:
+            raise QueryError(f"unknown report {name!r} (one of: {', '.join(REPORTS)})")
+        try:
+            return con.sql(report_sql(report),
+                           params={"tenant": tenant, "session": session, "since": _utc(since)})
+        except duckdb.Error as exc:
+            raise QueryError(f"report {name}: {_one_line(exc)}") from None
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        """Run one read-only query; anything that would write or reconfigure is refused."""
+        with self._connect(read_only=True, sandbox=True) as con:
+            try:
+                statements = con.extract_statements(query)
+            except duckdb.Error as exc:
+                raise QueryError(f"cannot parse query: {_one_line(exc)}") from None
+            if len(statements) != 1:
+                raise QueryError(f"expected one statement, got {len(statements)}")
+            kind = statements[0].type.name
+            if kind not in _READ_ONLY_STATEMENTS:
+                raise WriteRefusedError(
+                    f"{self.path}: {kind} statement refused: `rspp audit sql` is read-only "
+                    "(SELECT, WITH, FROM, SHOW, DESCRIBE, EXPLAIN)")
+            try:
+                return _rows(con.sql(query))
+            except duckdb.Error as exc:
+                if "read-only" in str(exc):
+                    raise WriteRefusedError(f"{self.path}: refused: {_one_line(exc)}") from None
+                raise QueryError(f"query failed: {_one_line(exc)}") from None
+
+    def loaded(self) -> list[dict[str, Any]]:
+        """The ``loaded`` table: next offset per source and partition."""
+        with self._connect(read_only=True) as con:
+            return _rows(con.sql("SELECT * FROM loaded ORDER BY source, partition"))
+
+
+def _rows(rel: Any) -> list[dict[str, Any]]:
+    if rel is None:
+        return []
+    names = [c for c in rel.columns]
+    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """``ts`` columns hold naive UTC; an aware ``since`` is converted, a naive one taken as UTC."""
+    if when is None or when.tzinfo is None:
+        return when
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _export_topic(source: ContainerLogSource) -> str | None:
+    """The topic an export was taken from (manifest, else the first file's container metadata)."""
+    manifest = source.path / MANIFEST
+    if manifest.is_file():
+        export = read_manifest(manifest).get("export")
+        if isinstance(export, dict) and export.get("topic"):
+            return str(export["topic"])
+    try:
+        with source.files[0].open("rb") as handle:
+            topic = fastavro.reader(handle).metadata.get(META_TOPIC)
+    except Exception:  # ContainerLogSource reports unreadable files with their record index
+        return None
+    return str(topic) if topic else None
