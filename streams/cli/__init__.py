@@ -50,6 +50,9 @@ def _register() -> None:
 
     _reg_replay(app)
     from replay.audit.cli import app as audit_app
+    from replay.gates_cli import app as gates_app
+
+    app.add_typer(gates_app, name="gates")
 
     app.add_typer(audit_app, name="audit")
 

@@ -91,7 +91,8 @@ def demo(
 
 def _summarise(result: Any) -> dict[str, Any]:
     from replay import ContainerLogSource, KafkaLogSource, export_log, replay
-    from streams.abi import events as ev
+    from replay.gates import evaluate_gates, load_gates
+    from streams.config import repo_root
     from streams.testing import check_log, read_log
 
     rows = read_log(result.bootstrap, result.prefix, partitions=result.partitions)
@@ -107,15 +108,26 @@ def _summarise(result: Any) -> dict[str, Any]:
     )
     replayed = replay(ContainerLogSource(export_dir), resimulate=True)
     problems += [str(d) for d in replayed.divergences]
+    gates = evaluate_gates(
+        load_gates(repo_root() / "pipelines" / "tests" / "mvp_gates_manifest_v1.yaml"), export_dir
+    )
+    problems += [
+        f"gate {g.gate.id} failed: {g.gate.metric} = {g.value} ({g.detail})"
+        for g in gates
+        if not g.passed
+    ]
     problems += [
         f"{turn}: heard reply {heard!r}, expected {want!r}"
         for turn, heard, want in result.mismatched_replies
     ]
-    node_lat: dict[str, list[float]] = {}
-    for row in rows:
-        p = row.event.payload
-        if isinstance(p, ev.NodeOutput) and p.latency_us is not None and row.event.node_id:
-            node_lat.setdefault(row.event.node_id, []).append(p.latency_us / 1000.0)
+    # The audit view of the same export: what an auditor would query.
+    from replay.audit import AuditStore
+
+    audit_db = result.out_dir / "audit.duckdb"
+    audit = AuditStore(audit_db)
+    audit.load_export(export_dir)
+    node_latency = audit.report("node_latency")
+    cancels = audit.report("cancels")
     first_audio = [v for c in result.callers for v in c.first_audio_ms]
     fences = [v for c in result.callers for v in c.fence_ms]
     return {
@@ -128,9 +140,22 @@ def _summarise(result: Any) -> dict[str, Any]:
         "first_audio_ms": {"p50": _pct(first_audio, 0.5), "p99": _pct(first_audio, 0.99)},
         "cancel_to_abort_ms": {"p50": _pct(fences, 0.5), "p99": _pct(fences, 0.99)},
         "node_latency_ms": {
-            node: {"p50": _pct(v, 0.5), "p99": _pct(v, 0.99), "outputs": len(v)}
-            for node, v in sorted(node_lat.items())
+            r["node_id"]: {
+                "p50": r["p50_us"] / 1000.0,
+                "p99": r["p99_us"] / 1000.0,
+                "outputs": r["outputs"],
+            }
+            for r in node_latency
         },
+        "cancels": [
+            {
+                "turn": c["turn_id"],
+                "cancel_to_abort_ms": (c["cancel_to_abort_us"] or 0) / 1000.0,
+                "egress_after_cancel": c["egress_after_cancel"],
+            }
+            for c in cancels
+        ],
+        "audit_db": str(audit_db),
         "export": {
             "dir": str(export_dir),
             "files": len(manifest.get("files", [])),
@@ -143,6 +168,7 @@ def _summarise(result: Any) -> dict[str, Any]:
             "divergences": len(replayed.divergences),
             "events_per_s": round(replayed.events_per_second),
         },
+        "gates": [g.as_dict() for g in gates],
         "wav_files": [str(p) for p in result.wav_files],
         "out_dir": str(result.out_dir),
         "problems": problems,
@@ -164,7 +190,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"p50 {_ms(s['cancel_to_abort_ms']['p50'])}, p99 {_ms(s['cancel_to_abort_ms']['p99'])}",
     )
     console.print(table)
-    nodes = Table(title="node latency per output")
+    nodes = Table(title="audit: node latency per output (rspp audit report node_latency)")
     for col in ("node", "outputs", "p50", "p99"):
         nodes.add_column(col)
     for node, v in s["node_latency_ms"].items():
@@ -178,6 +204,18 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"export: {s['export']['dir']} ({s['export']['files']} Avro file(s), {s['export']['sessions']} sessions) -> "
         f"replay --resimulate: {r['turns']} turns, {r['events']} events, {verdict}"
     )
+    gates = Table(title="MVP gates (pipelines/tests/mvp_gates_manifest_v1.yaml)")
+    for col in ("gate", "value", "threshold", "result"):
+        gates.add_column(col)
+    for g in s["gates"]:
+        value = "-" if g["value"] is None else f"{g['value']:g} {g['unit']}"
+        gates.add_row(
+            g["id"],
+            value,
+            f"{g['op']} {g['threshold']:g}",
+            "[green]pass[/]" if g["passed"] else "[red]FAIL[/]",
+        )
+    console.print(gates)
     if s["problems"]:
         err_console.print(f"[red]{len(s['problems'])} problem(s) in the log:[/]")
         for p in s["problems"][:20]:
@@ -186,6 +224,14 @@ def _print_summary(s: dict[str, Any]) -> None:
         console.print(
             "[green]log check: clean[/] (lifecycle, plan hashes, epochs, correlation, cancel fencing, no duplicates)"
         )
+    cancels = Table(title="audit: cancels (rspp audit report cancels)")
+    for col in ("turn", "cancel -> abort", "egress after cancel"):
+        cancels.add_column(col)
+    for c in s["cancels"]:
+        cancels.add_row(c["turn"], _ms(c["cancel_to_abort_ms"]), str(c["egress_after_cancel"]))
+    console.print(cancels)
     console.print(
         f"replies (WAV, 16 kHz mono): {s['out_dir']}/replies/ ({len(s['wav_files'])} files)"
     )
+    console.print(f"export (a replay fixture): {s['export']['dir']}")
+    console.print(f"audit database: rspp audit report turns --db {s['audit_db']}")
