@@ -25,7 +25,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' && $(BIN)/python -m pip install -q pipelines/examples/custom_sentiment_node
 	@touch $(STAMP)
 
 system-deps: ## Debian packages the voice nodes need (espeak-ng); no-op when present

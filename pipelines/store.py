@@ -83,6 +83,19 @@ class ArtifactStore:
     def put_bundle(self, bundle: PipelineBundle) -> StoredRef:
         return self.publish(bundle)
 
+    def archive_bundle(self, bundle: PipelineBundle) -> str:
+        """Keep a verified bundle addressable by its digest without claiming its name@version.
+
+        What a processor ran must stay findable for replay and audit even when a
+        developer rebuilt ``x@1.0.0`` locally; only :meth:`publish` owns version refs.
+        """
+        verify_bundle(bundle, source=bundle.origin)
+        digest = content_digest(bundle)
+        obj = self._object_path(digest)
+        if not obj.exists():
+            self._atomic_write(obj, canonical_json(bundle))
+        return digest
+
     def _validate(self, artifact: ArtifactBase) -> None:
         if isinstance(artifact, PipelineBundle):
             verify_bundle(artifact, source=artifact.origin)

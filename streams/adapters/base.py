@@ -16,6 +16,11 @@ transport actions:
 Adapters must keep lane priority (never send control through the data lane),
 key every record by session id, and play only audio whose output was accepted
 (egress fencing happens in the processor; the adapter must not bypass it).
+
+A third-party adapter package advertises its plugin in the ``rspp.adapters``
+entry-point group (name = plugin id); ``ExtensionRegistry.adapters()`` in
+:mod:`streams.extensions` lists those plus any registered in code with
+``register_runtime_adapter``.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ def _register() -> None:
     from replay.gates_cli import app as gates_app
 
     app.add_typer(gates_app, name="gates")
+    from streams.extensions.cli import app as ext_app
+
+    app.add_typer(ext_app, name="ext")
 
     app.add_typer(audit_app, name="audit")
 
