@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.rspp-installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench clean
+.PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench soak livekit clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ broker-up: setup ## start the local Kafka broker (skipped when RSPP_BOOTSTRAP is
 broker-down: ## stop the local Kafka broker
 	-$(BIN)/rspp broker down
 
+livekit: ## build livekit-server 1.8.4 once (Go; for the LiveKit bridge test)
+	@bash .ci/livekit.sh >/dev/null
+
 lint: setup ## ruff
 	$(BIN)/ruff check streams pipelines replay tests bench
 
@@ -48,7 +51,7 @@ typecheck: setup ## mypy --strict on the three packages
 unit: setup ## fast tests, no broker
 	$(BIN)/pytest -m "not kafka" -q $(PYTEST_ARGS)
 
-test: setup lint typecheck broker-up ## everything CI runs: lint, types, all tests on a real broker
+test: setup lint typecheck broker-up livekit ## everything CI runs: lint, types, all tests on a real broker
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: setup ## the main job end to end on a local broker
@@ -56,6 +59,10 @@ demo: setup ## the main job end to end on a local broker
 
 bench: setup broker-up ## benchmarks vs baselines; prints a table and writes bench/results/*.json
 	$(BIN)/python -m bench
+
+SOAK_ARGS ?=
+soak: setup broker-up ## long fault campaign (200 SIGKILLs under load, <= 15 min); summary + soak.json
+	$(BIN)/python -m tests.fault.soak --json-out soak.json $(SOAK_ARGS)
 
 clean: ## remove build and test caches (not the broker cache)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

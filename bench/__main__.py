@@ -21,6 +21,7 @@ BENCHMARKS = {
     "replay": "bench.replay_bench",
     "extensions": "bench.extensions_bench",
     "audit": "bench.audit_bench",
+    "runtime": "bench.runtime_bench",
 }
 
 

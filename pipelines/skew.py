@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipelines.models.compat import VersionSkewPolicy
+from pipelines.models.compat import AbiSkew, VersionSkewPolicy
 from pipelines.models.resolved import PipelineBundle
 
-__all__ = ["check_skew"]
+__all__ = ["abi_skew_problem", "check_skew"]
 
 
 def _uses(bundle: PipelineBundle, subject: str) -> bool:
@@ -36,6 +36,19 @@ def _major_minor(version: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def abi_skew_problem(abi: AbiSkew, version: str, *, runtime_abi: str) -> str | None:
+    """Why ABI ``version`` (a bundle's, an ingress schema's) may not meet ``runtime_abi``, or None."""
+    v_major, v_minor = _major_minor(version)
+    r_major, r_minor = _major_minor(runtime_abi)
+    if abs(v_major - r_major) > abi.max_major_skew:
+        return (f"ABI {version} vs runtime {runtime_abi}: major skew {abs(v_major - r_major)} "
+                f"(expected at most {abi.max_major_skew})")
+    if v_major == r_major and abs(v_minor - r_minor) > abi.max_minor_skew:
+        return (f"ABI {version} vs runtime {runtime_abi}: minor skew {abs(v_minor - r_minor)} "
+                f"(expected at most {abi.max_minor_skew})")
+    return None
+
+
 def check_skew(
     policy: VersionSkewPolicy, bundle: PipelineBundle, *, runtime_abi: str, today: dt.date
 ) -> list[str]:
@@ -44,14 +57,9 @@ def check_skew(
     if not abi.runtime_supported.contains(runtime_abi):
         problems.append(f"runtime ABI {runtime_abi} is outside the supported range "
                         f"(expected {abi.runtime_supported.min} <= v < {abi.runtime_supported.max_exclusive})")
-    b_major, b_minor = _major_minor(bundle.compat_window.abi_version)
-    r_major, r_minor = _major_minor(runtime_abi)
-    if abs(b_major - r_major) > abi.max_major_skew:
-        problems.append(f"bundle ABI {bundle.compat_window.abi_version} vs runtime {runtime_abi}: major skew "
-                        f"{abs(b_major - r_major)} (expected at most {abi.max_major_skew})")
-    elif b_major == r_major and abs(b_minor - r_minor) > abi.max_minor_skew:
-        problems.append(f"bundle ABI {bundle.compat_window.abi_version} vs runtime {runtime_abi}: minor skew "
-                        f"{abs(b_minor - r_minor)} (expected at most {abi.max_minor_skew})")
+    skew = abi_skew_problem(abi, bundle.compat_window.abi_version, runtime_abi=runtime_abi)
+    if skew is not None:
+        problems.append(f"bundle {skew}")
     windows = {w.node_type: w.versions for w in policy.node_packages}
     for package in bundle.node_digests:
         window = windows.get(package.node_type)

@@ -200,7 +200,9 @@ class Engine:
         if cancel.scope is CancelScope.SESSION:
             session.fence.cancel(Scope.SESSION)
         elif cancel.scope is CancelScope.TURN:
-            session.fence.cancel(Scope.TURN, turn_id=cancel.target or env.turn_id)
+            target = cancel.target or env.turn_id
+            if target is not None:  # a late barge-in (no turn in flight) fences nothing
+                session.fence.cancel(Scope.TURN, turn_id=target)
         elif env.turn_id is not None:
             session.fence.cancel(Scope.NODE, turn_id=env.turn_id, node_id=cancel.target)
 

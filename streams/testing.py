@@ -14,7 +14,7 @@ import asyncio
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from streams.abi import events as ev
@@ -108,58 +108,83 @@ def read_dlq(bootstrap: str, prefix: str, *, partitions: int) -> list[LoggedEven
 
 def check_log(rows: Iterable[LoggedEvent]) -> list[str]:
     """Problems with a log under the log contract; an empty list means it is sound."""
-    problems: list[str] = []
-    seen_ids: dict[int, set[str]] = defaultdict(set)
-    lease_epoch: dict[int, int] = {}
-    holders: dict[tuple[int, int], str] = {}
-    markers: dict[str, list[Marker]] = defaultdict(list)
-    plan_of: dict[str, str] = {}
-    cancelled: set[str] = set()
-    outputs: set[tuple[str, str | None, int]] = set()
-    accepted: set[str] = set()
+    checker = _LogChecker()
     for row in rows:
+        checker.row(row)
+    return checker.finish()
+
+
+@dataclass
+class _LogChecker:
+    """One pass over a log; each method checks one rule of the contract."""
+
+    problems: list[str] = field(default_factory=list)
+    seen_ids: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
+    lease_epoch: dict[int, int] = field(default_factory=dict)
+    holders: dict[tuple[int, int], str] = field(default_factory=dict)
+    markers: dict[str, list[Marker]] = field(default_factory=lambda: defaultdict(list))
+    plan_of: dict[str, str] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)  # turns fenced by a TURN or SESSION cancel
+    cancelled_nodes: set[tuple[str, str]] = field(
+        default_factory=set
+    )  # (turn, node) by a NODE cancel
+    outputs: set[tuple[str, str | None, int]] = field(default_factory=set)
+    accepted: set[str] = field(default_factory=set)
+
+    def row(self, row: LoggedEvent) -> None:
         e, p = row.event, row.partition
         where = f"log[{p}]@{row.offset} {e.event_type.value} {e.session_id}/{e.turn_id}"
+        self._epoch(e, p, where)
+        cause = e.correlation.causation_id
+        if cause is not None and cause not in self.seen_ids[p]:
+            self.problems.append(f"{where}: causation {cause} does not resolve to an earlier event")
+        self.seen_ids[p].add(e.event_id)
+        if e.turn_id is not None:
+            self._turn_event(e, e.turn_id, where)
+
+    def _epoch(self, e: ev.Envelope, p: int, where: str) -> None:
         if isinstance(e.payload, ev.LeaseGranted):
             lease = e.payload
-            if lease.epoch <= lease_epoch.get(p, 0):
-                problems.append(f"{where}: lease epoch {lease.epoch} does not increase")
-            if holders.setdefault((p, lease.epoch), lease.holder) != lease.holder:
-                problems.append(f"{where}: two holders of epoch {lease.epoch}")
-            lease_epoch[p] = lease.epoch
-        elif e.lease_epoch < lease_epoch.get(p, 0) or e.lease_epoch == 0:
-            problems.append(
-                f"{where}: stale epoch {e.lease_epoch} (partition at {lease_epoch.get(p, 0)})"
+            if lease.epoch <= self.lease_epoch.get(p, 0):
+                self.problems.append(f"{where}: lease epoch {lease.epoch} does not increase")
+            if self.holders.setdefault((p, lease.epoch), lease.holder) != lease.holder:
+                self.problems.append(f"{where}: two holders of epoch {lease.epoch}")
+            self.lease_epoch[p] = lease.epoch
+        elif e.lease_epoch < self.lease_epoch.get(p, 0) or e.lease_epoch == 0:
+            self.problems.append(
+                f"{where}: stale epoch {e.lease_epoch} (partition at {self.lease_epoch.get(p, 0)})"
             )
-        cause = e.correlation.causation_id
-        if cause is not None and cause not in seen_ids[p]:
-            problems.append(f"{where}: causation {cause} does not resolve to an earlier event")
-        seen_ids[p].add(e.event_id)
-        turn = e.turn_id
-        if turn is None:
-            continue
+
+    def _turn_event(self, e: ev.Envelope, turn: str, where: str) -> None:
         marker = _MARKERS.get(e.event_type)
         if marker is not None:
-            markers[turn].append(marker)
-        if e.plan_hash is None or plan_of.setdefault(turn, e.plan_hash) != e.plan_hash:
-            problems.append(
-                f"{where}: plan_hash {e.plan_hash} differs from the turn's {plan_of.get(turn)}"
+            self.markers[turn].append(marker)
+        if e.plan_hash is None or self.plan_of.setdefault(turn, e.plan_hash) != e.plan_hash:
+            self.problems.append(
+                f"{where}: plan_hash {e.plan_hash} differs from the turn's {self.plan_of.get(turn)}"
             )
-        if e.event_type is ev.EventType.CANCEL:
-            cancelled.add(turn)
-        if e.event_type in _EGRESS and turn in cancelled:
-            problems.append(f"{where}: egress after the turn was cancelled")
+        if isinstance(e.payload, ev.Cancel):
+            if e.payload.scope is ev.CancelScope.NODE:
+                self.cancelled_nodes.add((turn, e.payload.target))
+            else:
+                self.cancelled.add(turn)
+        if e.event_type in _EGRESS and turn in self.cancelled:
+            self.problems.append(f"{where}: egress after the turn was cancelled")
+        elif e.event_type in _EGRESS and (turn, e.node_id or "") in self.cancelled_nodes:
+            self.problems.append(f"{where}: egress of node {e.node_id} after it was cancelled")
         if isinstance(e.payload, ev.NodeOutput):
             key = (turn, e.node_id, e.payload.output_seq)
-            if key in outputs:
-                problems.append(f"{where}: duplicate output {key}")
-            outputs.add(key)
+            if key in self.outputs:
+                self.problems.append(f"{where}: duplicate output {key}")
+            self.outputs.add(key)
         if isinstance(e.payload, ev.OutputAccepted):
-            if e.payload.output_event_id in accepted:
-                problems.append(f"{where}: output {e.payload.output_event_id} accepted twice")
-            accepted.add(e.payload.output_event_id)
-    for turn, seq in markers.items():
-        bad = first_violation(seq)
-        if bad is not None:
-            problems.append(f"turn {turn}: lifecycle {[m.value for m in seq]}: {bad[1]}")
-    return problems
+            if e.payload.output_event_id in self.accepted:
+                self.problems.append(f"{where}: output {e.payload.output_event_id} accepted twice")
+            self.accepted.add(e.payload.output_event_id)
+
+    def finish(self) -> list[str]:
+        for turn, seq in self.markers.items():
+            bad = first_violation(seq)
+            if bad is not None:
+                self.problems.append(f"turn {turn}: lifecycle {[m.value for m in seq]}: {bad[1]}")
+        return self.problems

@@ -21,6 +21,15 @@ A third-party adapter package advertises its plugin in the ``rspp.adapters``
 entry-point group (name = plugin id); ``ExtensionRegistry.adapters()`` in
 :mod:`streams.extensions` lists those plus any registered in code with
 ``register_runtime_adapter``.
+
+Two adapters ship: ``reference`` (:mod:`streams.adapters.reference`, a simulated
+room for the demo and tests) and ``livekit`` (:mod:`streams.adapters.livekit`, a
+real room bridge; extra ``rspp[livekit]``). In a LiveKit room the rows read: a
+participant's microphone track subscribed / the participant leaving; its track
+resampled to 16 kHz mono; an energy VAD's end of speech or the data message
+``{"type": "end_of_utterance"}``; speech while the bridge plays a reply or the data
+message ``{"type": "barge_in"}``; the bridge's per-caller reply track
+(``rspp-reply-<identity>``) playing accepted audio and dropping it at the abort.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 This is the egress side of a transport adapter: it plays (collects) only audio
 whose ``NODE_OUTPUT`` was followed by ``OUTPUT_ACCEPTED`` and stops a turn's
-playback at its ``TURN_ABORT``. It also measures what a user hears: time from
+playback at its ``TURN_ABORT``. A transport bridge that plays as the log goes passes
+``on_playback``: it is called (on the follower's thread, outside its lock) with a
+:class:`Playback` for every accepted audio chunk and for every abort. It also measures what a user hears: time from
 end of speech to first accepted audio, and from a barge-in to the abort.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -19,7 +22,17 @@ from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.topics import TopicLayout
 
-__all__ = ["LogFollower", "SessionView", "TurnView"]
+__all__ = ["LogFollower", "Playback", "SessionView", "TurnView"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Playback:
+    """What a speaker must do now: play accepted ``pcm`` of a turn, or ``stop`` it (TURN_ABORT)."""
+
+    session_id: str
+    turn_id: str
+    pcm: bytes = b""
+    stop: bool = False
 
 
 @dataclass(slots=True)
@@ -47,13 +60,21 @@ class SessionView:
 class LogFollower:
     """A background thread consuming ``<prefix>.log`` into :class:`SessionView` objects."""
 
-    def __init__(self, *, bootstrap: str, prefix: str, partitions: int) -> None:
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        prefix: str,
+        partitions: int,
+        on_playback: Callable[[Playback], None] | None = None,
+    ) -> None:
         self.layout = TopicLayout(prefix=prefix, partitions=partitions)
         self.codec = EventCodec()
         self.sessions: dict[str, SessionView] = {}
         self.lock = threading.Lock()
         self.events = 0
         self._audio_by_output: dict[str, bytes] = {}
+        self._on_playback = on_playback
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
@@ -94,9 +115,11 @@ class LogFollower:
                 value = msg.value()
                 if msg.error() is not None or value is None:
                     continue
-                self._apply(self.codec.decode(value))
+                playback = self._apply(self.codec.decode(value))
+                if playback is not None and self._on_playback is not None:
+                    self._on_playback(playback)
 
-    def _apply(self, event: ev.Envelope) -> None:
+    def _apply(self, event: ev.Envelope) -> Playback | None:
         now = time.monotonic()
         with self.lock:
             self.events += 1
@@ -107,7 +130,7 @@ class LogFollower:
                 view.admitted = True
             turn_id = event.turn_id
             if turn_id is None:
-                return
+                return None
             turn = view.turns.setdefault(turn_id, TurnView(turn_id))
             if isinstance(p, ev.TurnOpen):
                 view.current = turn_id
@@ -131,12 +154,15 @@ class LogFollower:
                     if turn.first_audio_at is None:
                         turn.first_audio_at = now
                         turn.state = "SPEAKING"
+                    return Playback(session_id=event.session_id, turn_id=turn_id, pcm=pcm)
             elif isinstance(p, ev.TurnCommit):
                 turn.state = "COMMITTED"
             elif isinstance(p, ev.TurnAbort):
                 turn.state = "ABORTED"
                 turn.abort_reason = p.reason
+                return Playback(session_id=event.session_id, turn_id=turn_id, stop=True)
             elif isinstance(p, ev.TurnClose):
                 turn.closed_at = now
                 if view.current == turn_id:
                     view.current = None
+            return None

@@ -53,12 +53,11 @@ def _register() -> None:
     from replay.gates_cli import app as gates_app
 
     app.add_typer(gates_app, name="gates")
+
+    app.add_typer(audit_app, name="audit")
     from streams.extensions.cli import app as ext_app
 
     app.add_typer(ext_app, name="ext")
-
-    app.add_typer(audit_app, name="audit")
-
     # Further command groups (pipelines, codec/compat, runtime, replay, audit)
     # register here, one line each.
 

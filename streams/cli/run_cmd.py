@@ -17,6 +17,7 @@ from streams.cli.output import console, emit_json, err_console
 from streams.cluster import resolve_bootstrap
 
 if TYPE_CHECKING:
+    from pipelines.models.compat import VersionSkewPolicy
     from pipelines.models.resolved import PipelineBundle
     from streams.runtime.processor import Processor
     from streams.runtime.stats import EngineStats
@@ -45,12 +46,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(dlq_app, name="dlq")
 
 
-def _skew_gate(policy_path: Path | None) -> Callable[[PipelineBundle], str | None]:
-    """The version-skew check for process start and session open (guide invariant 15)."""
+def _skew_policy(policy_path: Path | None) -> VersionSkewPolicy:
     from pipelines.loader import load_artifact
     from pipelines.models.compat import VersionSkewPolicy
-    from pipelines.skew import check_skew
-    from streams.abi.version import ABI_VERSION
     from streams.config import repo_root
 
     path = policy_path or repo_root() / "pipelines" / "compat" / "version_skew_policy_v1.yaml"
@@ -58,7 +56,13 @@ def _skew_gate(policy_path: Path | None) -> Callable[[PipelineBundle], str | Non
     if loaded is None or not isinstance(loaded.model, VersionSkewPolicy):
         detail = issues[0] if issues else "not a VersionSkewPolicy"
         raise typer.BadParameter(f"{path}: {detail}")
-    policy = loaded.model
+    return loaded.model
+
+
+def _skew_gate(policy: VersionSkewPolicy) -> Callable[[PipelineBundle], str | None]:
+    """The version-skew check for process start and session open (guide invariant 15)."""
+    from pipelines.skew import check_skew
+    from streams.abi.version import ABI_VERSION
 
     def gate(bundle: PipelineBundle) -> str | None:
         problems = check_skew(policy, bundle, runtime_abi=ABI_VERSION, today=dt.date.today())
@@ -91,6 +95,23 @@ def run(
     partitions: Annotated[
         int, typer.Option("--partitions", help="Partitions when creating topics.")
     ] = 6,
+    session_timeout_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--session-timeout-ms",
+            min=1,
+            help="Consumer group session timeout: how long a silent processor keeps its "
+            "partitions (the broker's group.min/max.session.timeout.ms bound it).",
+        ),
+    ] = None,
+    static: Annotated[
+        bool,
+        typer.Option(
+            "--static/--no-static",
+            help="Static group membership with --id as group.instance.id: a restart with the "
+            "same --id takes its partitions back without a rebalance.",
+        ),
+    ] = False,
     bootstrap: BootstrapOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -104,8 +125,11 @@ def run(
     from streams.runtime.processor import Processor, ProcessorConfig
     from streams.topics import TopicLayout, apply_topics
 
+    if static and processor_id is None:
+        raise typer.BadParameter("--static needs --id (the group.instance.id)")
     loaded = read_bundle(bundle)
-    gate = _skew_gate(skew_policy)
+    policy = _skew_policy(skew_policy)
+    gate = _skew_gate(policy)
     problem = gate(loaded)
     if problem:
         raise ProcessorError(
@@ -114,6 +138,9 @@ def run(
     address = resolve_bootstrap(bootstrap, timeout=30)
     if apply:
         apply_topics(address, TopicLayout(prefix=prefix, partitions=partitions))
+    from streams.extensions import ExtensionRegistry
+
+    extensions = ExtensionRegistry.from_directory()
     config = ProcessorConfig(
         bootstrap=address,
         prefix=prefix,
@@ -122,6 +149,12 @@ def run(
         processor_id=processor_id,
         commit_interval_ms=commit_ms,
         session_gate=gate,
+        skew_policy=policy,  # also the window for ingress schema versions
+        session_timeout_ms=session_timeout_ms,
+        static_membership=static,
+        # Built-ins plus the extensions of pipelines/extensions/, pinned by the bundle's digests;
+        # external ones run isolated in worker pools. A refused extension fails its turns, not us.
+        registry=extensions.node_registry(bundle=loaded),
     )
     processor = Processor(config)
     if not json_out:
@@ -130,7 +163,10 @@ def run(
             f"holder {processor.holder} @ {address}"
         )
     started = time.monotonic()
-    stats = asyncio.run(_run_until_signal(processor))
+    try:
+        stats = asyncio.run(_run_until_signal(processor))
+    finally:
+        extensions.close()
     summary = {
         "holder": processor.holder,
         "seconds": round(time.monotonic() - started, 3),
@@ -223,33 +259,83 @@ def produce(
         typer.Option("--say", help="Utterance(s) to speak with espeak-ng and stream as audio."),
     ] = [],  # noqa: B006
     cancel: Annotated[
-        bool, typer.Option("--cancel", help="Send a barge-in cancel after the last utterance.")
+        bool, typer.Option("--cancel", help="Barge in (cancel) as soon as the last reply starts.")
     ] = False,
     close: Annotated[
         bool, typer.Option("--close/--no-close", help="Close the session at the end.")
     ] = True,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="Seconds to wait for each reply in the log (0: don't wait)."),
+    ] = 30.0,
+    partitions: Annotated[
+        int, typer.Option("--partitions", help="Partitions of the prefix's topics.")
+    ] = 6,
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id.")] = "default",
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Act as a voice service: open a session, send transcripts or spoken audio, cancel, close."""
+    """Act as a voice service: open a session, send utterances, show the replies from the log.
+
+    Each --text (a final transcript) or --say (speech synthesised with espeak-ng, streamed as
+    20 ms PCM frames) is one turn; the command waits for each turn to close before the next,
+    like a caller listening to the answer, then closes the session.
+    """
+    import time as _time
+
+    from streams.adapters import LogFollower
     from streams.client import VoiceClient
     from streams.nodes import synthesize_pcm16
 
     address = resolve_bootstrap(bootstrap, timeout=15)
     client = VoiceClient(bootstrap=address, prefix=prefix, tenant_id=tenant)
+    follower = (
+        LogFollower(bootstrap=address, prefix=prefix, partitions=partitions).start()
+        if wait > 0
+        else None
+    )
     handle = client.open_session(session)
-    for line in text:
-        handle.send_transcript(line, final=True)
-    for line in say:
-        pcm = synthesize_pcm16(line)
-        for i in range(0, len(pcm), 640):
-            handle.send_audio(pcm[i : i + 640])
-        handle.end_utterance()
-    if cancel:
-        handle.cancel()
-    if close:
-        handle.close()
-    left = client.flush()
+    utterances = [("text", line) for line in text] + [("say", line) for line in say]
+    try:
+        for n, (kind, line) in enumerate(utterances):
+            if kind == "text":
+                handle.send_transcript(line, final=True)
+            else:
+                pcm = synthesize_pcm16(line)
+                for i in range(0, len(pcm), 640):
+                    handle.send_audio(pcm[i : i + 640])
+                handle.end_utterance()
+            client.flush()
+            if follower is None:
+                continue
+            view = follower.session(session)
+            deadline = _time.monotonic() + wait
+            barge = cancel and n == len(utterances) - 1
+            while _time.monotonic() < deadline:
+                turns = list(view.turns.values())
+                turn = turns[n] if len(turns) > n else None
+                if turn is not None and barge and turn.first_audio_at is not None:
+                    handle.cancel()
+                    client.flush()
+                    barge = False
+                if turn is not None and turn.closed_at is not None:
+                    outcome = f"aborted ({turn.abort_reason})" if turn.abort_reason else "committed"
+                    console.print(
+                        f"{turn.turn_id}: heard {turn.transcript or line!r} -> reply {turn.reply!r}: {outcome}"
+                    )
+                    break
+                _time.sleep(0.05)
+            else:
+                console.print(
+                    f"[yellow]no reply to {line!r} within {wait:g}s (is `rspp run --prefix {prefix}` up?)[/]"
+                )
+        if cancel and follower is None:
+            handle.cancel()
+        if close:
+            handle.close()
+        left = client.flush()
+    finally:
+        if follower is not None:
+            follower.stop()
     console.print(
         f"sent {handle.sent} event(s) for session {session}"
         + (f" ({left} undelivered)" if left else "")

@@ -158,6 +158,10 @@ class LaneIngress:
             for (topic, partition), offset in sorted(self._tracker.positions().items())
         ]
 
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Commit ``offsets`` outside a transaction (the processor's non-transactional mode)."""
+        self._main.commit(offsets=offsets, asynchronous=False)
+
     def group_metadata(self) -> Any:
         """For ``Producer.send_offsets_to_transaction``; covers control partitions too."""
         return self._main.consumer_group_metadata()

@@ -9,9 +9,11 @@ rule written "five minutes" matches a transcript normalised to "5 minutes".
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from streams.nodes.config import config_from_mapping
 from streams.nodes.errors import BadInputError, NodeConfigError
@@ -67,17 +69,21 @@ def _pattern(entry: str) -> re.Pattern[str]:
     return re.compile(rf"\b{words}\b", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(config: RulesConfig) -> tuple[tuple[Any, tuple[re.Pattern[str], ...]], ...]:
+    # A node is created per turn; the rule table is compiled once per config.
+    try:
+        return tuple((rule, tuple(_pattern(m) for m in rule.match_any)) for rule in config.rules)
+    except re.error as exc:
+        raise NodeConfigError(f"respond.rules: bad regex in match_any: {exc}") from exc
+
+
 class RulesNode:
     """Final TranscriptText -> ReplyText; partial transcripts are ignored."""
 
     def __init__(self, config: RulesConfig) -> None:
         self.config = config
-        try:
-            self._table = tuple(
-                (rule, tuple(_pattern(m) for m in rule.match_any)) for rule in config.rules
-            )
-        except re.error as exc:
-            raise NodeConfigError(f"respond.rules: bad regex in match_any: {exc}") from exc
+        self._table = _compiled(config)
 
     def reply_for(self, text: str) -> ReplyText:
         text = normalize_text(text)

@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.runtime.errors import FencedError, ProcessorError
 
-__all__ = ["EgressConfig", "EgressStats", "TransactionalEgress"]
+__all__ = ["EgressConfig", "EgressStats", "RecordSink", "TransactionalEgress"]
 
 _log = logging.getLogger("rspp.egress")
 
@@ -35,6 +35,24 @@ _FENCING_CODES = frozenset(
 )
 
 
+class RecordSink(Protocol):
+    """Where :class:`~streams.runtime.writer.EventWriter` appends records.
+
+    :class:`TransactionalEgress` in the processor; an in-memory list in tests and
+    tools that drive the Kafka-free turn engine directly.
+    """
+
+    def append(
+        self,
+        topic: str,
+        *,
+        partition: int,
+        key: bytes | str | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class EgressConfig:
     bootstrap: str
@@ -43,6 +61,9 @@ class EgressConfig:
     max_records_per_txn: int = 2000
     transaction_timeout_ms: int = 30000
     linger_ms: int = 2
+    # False: an idempotent producer, no transactions (at-least-once). Only for measuring
+    # what transactions cost (bench/runtime_bench.py); ``rspp run`` always uses them.
+    transactional: bool = True
 
 
 @dataclass(slots=True)
@@ -59,22 +80,31 @@ class TransactionalEgress:
     def __init__(self, config: EgressConfig) -> None:
         self.config = config
         quiet = logging.getLogger("rspp.kafka.producer")
-        self._producer = Producer(
-            {
-                "bootstrap.servers": config.bootstrap,
-                "transactional.id": config.transactional_id,
-                "transaction.timeout.ms": config.transaction_timeout_ms,
-                "linger.ms": config.linger_ms,
-                "enable.idempotence": True,
-                "acks": "all",
-                "logger": quiet,
-            }
-        )
-        self._in_txn = False
+        settings: dict[str, Any] = {
+            "bootstrap.servers": config.bootstrap,
+            "linger.ms": config.linger_ms,
+            "enable.idempotence": True,
+            "acks": "all",
+            "logger": quiet,
+        }
+        import os as _os
+        if _os.environ.get("RSPP_KDEBUG"):
+            settings["debug"] = _os.environ["RSPP_KDEBUG"]
+            del settings["logger"]
+        if config.transactional:
+            settings["transactional.id"] = config.transactional_id
+            settings["transaction.timeout.ms"] = config.transaction_timeout_ms
+        self._producer = Producer(settings)
+        self._in_txn = False  # without transactions: a batch is open (records since the last flush)
         self._pending = 0
         self._opened_at = 0.0
         self.stats = EgressStats()
-        self._call(lambda: self._producer.init_transactions(30))
+        if config.transactional:
+            self._call(lambda: self._producer.init_transactions(30))
+
+    @property
+    def transactional(self) -> bool:
+        return self.config.transactional
 
     # -- appending -------------------------------------------------------------
     def append(
@@ -88,7 +118,8 @@ class TransactionalEgress:
     ) -> None:
         """Add one record to the open transaction (opened on demand)."""
         if not self._in_txn:
-            self._call(self._producer.begin_transaction)
+            if self.config.transactional:
+                self._call(self._producer.begin_transaction)
             self._in_txn = True
             self._opened_at = time.monotonic()
         while True:
@@ -124,7 +155,16 @@ class TransactionalEgress:
 
         ``group_metadata`` is the consuming group member's ``consumer_group_metadata()``:
         the broker refuses the offsets of a member whose generation is stale (a zombie).
+        Without transactions this only flushes: the caller commits ``offsets`` afterwards.
         """
+        if not self.config.transactional:
+            started = time.perf_counter()
+            self._producer.flush(30)
+            self.stats.transactions += 1
+            self.stats.commit_ms_total += (time.perf_counter() - started) * 1000.0
+            self._in_txn = False
+            self._pending = 0
+            return
         if not self._in_txn:
             if not offsets:
                 return
@@ -145,7 +185,7 @@ class TransactionalEgress:
 
     def abort(self) -> None:
         """Abort the open transaction (its records stay invisible to read_committed readers)."""
-        if not self._in_txn:
+        if not self._in_txn or not self.config.transactional:
             return
         try:
             self._producer.abort_transaction(30)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 
 from pipelines.canonical import canonical_json
-from pipelines.models.plan import LeaseSnapshot, RoutingSnapshot, SessionSnapshot, TurnOpenRequest
 from pipelines.models.resolved import PipelineBundle
-from pipelines.plans import TurnPlanResolver
 from streams.abi import events as ev
 from streams.nodes import (
     AudioFrame,
@@ -24,6 +23,7 @@ from streams.nodes import (
 from streams.runtime.fencing import Scope
 from streams.runtime.graphs import GraphCache
 from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
+from streams.runtime.planning import TurnPlanner
 from streams.runtime.reports import OutputRecorder
 from streams.runtime.sessions import SessionState
 from streams.runtime.stats import EngineStats
@@ -55,7 +55,7 @@ class TurnEngine:
         self.graphs = graphs
         self.processor_id = processor_id
         self.prefix = prefix
-        self.resolver = TurnPlanResolver()
+        self.planner = TurnPlanner(bundle=bundle, processor_id=processor_id, prefix=prefix)
         self.sessions: dict[str, SessionState] = {}
         self.turns: dict[str, ActiveTurn] = {}  # turn_id -> handle
         self.reports: deque[tuple[str, Report | TurnEnded]] = deque()
@@ -70,23 +70,7 @@ class TurnEngine:
 
     def prewarm(self) -> None:
         """Build the bundle's graphs now (models load here), not inside the first turn."""
-        plan = self.resolver.resolve(
-            bundle=self.bundle,
-            session=SessionSnapshot(
-                tenant_id="__warmup__",
-                session_id="__warmup__",
-                pinned_bundle_digest=self.bundle.digest,
-                next_seq=0,
-                last_epoch=0,
-            ),
-            turn=TurnOpenRequest(
-                turn_id="warmup", trigger="warmup", correlation_id="warmup", opened_at_us=0
-            ),
-            lease=LeaseSnapshot(epoch=0, holder=self.processor_id, partition=0),
-            routing=RoutingSnapshot(
-                topic_prefix=self.prefix, partition=0, processor_id=self.processor_id
-            ),
-        )
+        plan = self.planner.warmup_plan()
         for text_input in (False, True):
             self.graphs.for_plan(plan, text_input=text_input)
 
@@ -149,6 +133,7 @@ class TurnEngine:
             ),
             turn=active.stamp if active else None,
         )
+        self.dirty.add(session_id)
         self.stats.shed += count
         return True
 
@@ -186,14 +171,17 @@ class TurnEngine:
         self.sessions[session.session_id] = session
         self.dirty.add(session.session_id)
         corr = event.correlation.correlation_id
+        # Causation must resolve to an earlier record: only a SESSION_OPEN is recorded before
+        # the admission; data that overtook its open is recorded later, inside the turn.
+        cause: str | None = None
         if isinstance(event.payload, ev.SessionOpen):
-            self.writer.log(
+            cause = self.writer.log(
                 session, event.payload, event_id=event.event_id, ts=event.ts, correlation_id=corr
-            )
+            ).event_id
         refusal = self._refusal()
         if refusal is not None:
             self.writer.log(
-                session, ev.Reject(reason=refusal), correlation_id=corr, causation_id=event.event_id
+                session, ev.Reject(reason=refusal), correlation_id=corr, causation_id=cause
             )
             session.closed = True
             self.stats.sessions_rejected += 1
@@ -202,7 +190,7 @@ class TurnEngine:
             session,
             ev.Admit(reason=reason),
             correlation_id=corr,
-            causation_id=event.event_id,
+            causation_id=cause,
             bundle_id=self.bundle.bundle_id,
         )
         self.stats.sessions_admitted += 1
@@ -218,6 +206,8 @@ class TurnEngine:
         return None
 
     def _close_session(self, session: SessionState, event: ev.Envelope) -> None:
+        # Take the held utterances first: aborting the active turn must not start them.
+        held = self.pending.pop(session.session_id, ())
         active = self._active(session)
         if active is not None:
             self._abort(session, active, reason="session closed")
@@ -229,7 +219,12 @@ class TurnEngine:
             correlation_id=event.correlation.correlation_id,
         )
         session.closed = True
-        self.pending.pop(session.session_id, None)
+        for item in held:
+            self.writer.dead_letter_event(
+                item,
+                reason="session closed before this utterance was processed",
+                partition=session.partition,
+            )
 
     # -- data & turns -------------------------------------------------------
     def _active(self, session: SessionState) -> ActiveTurn | None:
@@ -255,10 +250,10 @@ class TurnEngine:
                     session,
                     ev.Defer(reason="tenant turn limit reached", retry_after_ms=500),
                     correlation_id=event.correlation.correlation_id,
-                    causation_id=event.event_id,
                 )
                 self.stats.deferred += 1
-                return None
+                # Deferred, not processed: the input goes to the DLQ intact for a retry.
+                return "deferred: tenant turn limit reached (retry after 500 ms)"
             active = self._open_turn(session, event, text_input=text)
         self._record_input(session, active, event)
         if isinstance(p, ev.AudioChunk):
@@ -317,29 +312,7 @@ class TurnEngine:
         epoch = self.writer.leases.epoch(session.partition)
         turn_id = f"{session.session_id}-t{session.turns_done + 1}"
         trigger = "final_transcript" if text_input else "end_of_utterance"
-        plan = self.resolver.resolve(
-            bundle=self.bundle,
-            session=SessionSnapshot(
-                tenant_id=session.tenant_id,
-                session_id=session.session_id,
-                pinned_bundle_digest=self.bundle.digest,
-                next_seq=session.next_seq,
-                last_epoch=session.epoch,
-                open_turns=0,
-            ),
-            turn=TurnOpenRequest(
-                turn_id=turn_id,
-                trigger=trigger,
-                correlation_id=event.correlation.correlation_id,
-                opened_at_us=int(event.ts.timestamp() * 1_000_000),
-            ),
-            lease=LeaseSnapshot(epoch=epoch, holder=self.processor_id, partition=session.partition),
-            routing=RoutingSnapshot(
-                topic_prefix=self.prefix,
-                partition=session.partition,
-                processor_id=self.processor_id,
-            ),
-        )
+        plan = self.planner.plan(session, event, turn_id=turn_id, trigger=trigger, epoch=epoch)
         stamp = TurnStamp(
             turn_id=turn_id,
             plan_hash=plan.plan_hash,
@@ -508,7 +481,13 @@ class TurnEngine:
         self._start_pending(session)
 
     def _start_pending(self, session: SessionState) -> None:
-        """Replay the utterance that arrived while the previous turn was responding."""
+        """Replay the utterance that arrived while the previous turn was responding.
+
+        While draining, held utterances stay held: the session snapshot carries them
+        to the partition's next owner.
+        """
+        if self.draining:
+            return
         queue = self.pending.get(session.session_id)
         while queue:
             active = self._active(session)
@@ -531,6 +510,8 @@ class TurnEngine:
             if active is None or active.state.is_terminal:
                 continue
             session = self.sessions[active.session_id]
+            # Every logged event advances the session's seq: its snapshot must follow.
+            self.dirty.add(session.session_id)
             if isinstance(report, TurnEnded):
                 self._ended(session, active, report)
             else:
@@ -581,8 +562,9 @@ class TurnEngine:
             self.pending.pop(sid, None)
             self.dirty.discard(sid)
 
-    def restore(self, session: SessionState) -> None:
-        """Adopt a session restored from the changelog; close a turn left open by the previous owner."""
+    def restore(self, session: SessionState, *, pending: Iterable[ev.Envelope] = ()) -> None:
+        """Adopt a session restored from the changelog; close a turn left open by the previous
+        owner, then start the utterances it held (``pending``, from the snapshot)."""
         self.sessions[session.session_id] = session
         if session.turn is not None and session.turn.is_open:
             stamp = TurnStamp(
@@ -610,3 +592,7 @@ class TurnEngine:
             session.turns_done += 1
             self.stats.turns_aborted += 1
         self.dirty.add(session.session_id)
+        held = deque(pending)
+        if held:
+            self.pending[session.session_id] = held
+            self._start_pending(session)

@@ -20,11 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.models.compat import VersionSkewPolicy
 from pipelines.models.resolved import PipelineBundle
 from pipelines.store import ArtifactStore, default_store_root
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.abi.events import Envelope, LeaseGranted
+from streams.abi.registry import SchemaRegistry
+from streams.abi.version import ABI_VERSION
 from streams.lanes import (
     DEFAULT_INGRESS_MODE,
     IngressMode,
@@ -42,6 +45,7 @@ from streams.runtime.egress import EgressConfig, TransactionalEgress
 from streams.runtime.engine import TurnEngine
 from streams.runtime.errors import FencedError
 from streams.runtime.graphs import GraphCache
+from streams.runtime.ingress_skew import IngressSkewGate
 from streams.runtime.leases import LeaseBook, read_latest_epochs
 from streams.runtime.sessions import SessionState, read_session_snapshots
 from streams.runtime.stats import EngineStats
@@ -67,6 +71,20 @@ class ProcessorConfig:
     session_gate: Callable[[PipelineBundle], str | None] | None = None
     registry: NodeRegistry | None = None
     store: Path | None = None
+    # Group liveness: how long a silent member (crashed, paused) keeps its partitions.
+    session_timeout_ms: int | None = None
+    # Static membership (KIP-345): the holder name is the group.instance.id, so a
+    # restarted processor with the same --id gets its partitions back at once.
+    static_membership: bool = False
+    # Ingress frames written with an Event ABI outside this policy's window go to the DLQ.
+    skew_policy: VersionSkewPolicy | None = None
+    schema_registry: SchemaRegistry | None = None  # default: RSPP_SCHEMA_REGISTRY_URL or avro/
+    # False only to measure what exactly-once costs (bench): at-least-once, no fencing.
+    transactional: bool = True
+    # How long the broker keeps a dead writer's open transaction (it blocks read_committed
+    # readers of the log, sessions and leases until then): the failover time when a
+    # crashed processor does not come back under the same --id. Kafka Streams' EOS default.
+    transaction_timeout_ms: int = 10_000
 
     @property
     def group(self) -> str:
@@ -75,6 +93,18 @@ class ProcessorConfig:
     @property
     def holder(self) -> str:
         return self.processor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+    def consumer_settings(self, holder: str) -> dict[str, str | int]:
+        """Group-membership settings for the lane consumers (librdkafka names)."""
+        settings: dict[str, str | int] = {}
+        if self.session_timeout_ms is not None:
+            settings["session.timeout.ms"] = self.session_timeout_ms
+            settings["heartbeat.interval.ms"] = max(100, self.session_timeout_ms // 4)
+        if self.static_membership:
+            if self.processor_id is None:
+                raise ValueError("static membership needs a fixed processor_id (rspp run --id)")
+            settings["group.instance.id"] = holder
+        return settings
 
 
 def lane_config_for(bundle: PipelineBundle) -> LaneConfig:
@@ -114,10 +144,23 @@ class Processor:
         self.config = config
         self.holder = config.holder
         # Publish the bundle we run: replay, export and audit find it by digest in the store.
-        ArtifactStore(config.store or default_store_root()).put_bundle(config.bundle)
+        ArtifactStore(config.store or default_store_root()).archive_bundle(config.bundle)
         self.layout = TopicLayout(prefix=config.prefix, partitions=1)
         self.codec = EventCodec(
-            max_frame_bytes=config.max_frame_bytes, source=f"urn:rspp:processor:{self.holder}"
+            registry=config.schema_registry,
+            max_frame_bytes=config.max_frame_bytes,
+            source=f"urn:rspp:processor:{self.holder}",
+        )
+        self.skew_gate = (
+            None
+            if config.skew_policy is None
+            else IngressSkewGate(
+                policy=config.skew_policy,
+                registry=self.codec.registry,
+                subject=self.codec.subject,
+                runtime_abi=ABI_VERSION,
+                own_schema_id=self.codec.schema_id,
+            )
         )
         self.leases = LeaseBook(self.holder)
         self.egress = TransactionalEgress(
@@ -125,6 +168,8 @@ class Processor:
                 bootstrap=config.bootstrap,
                 transactional_id=f"{config.group}.{self.holder}",
                 commit_interval_ms=config.commit_interval_ms,
+                transaction_timeout_ms=config.transaction_timeout_ms,
+                transactional=config.transactional,
             )
         )
         self.writer = EventWriter(
@@ -152,6 +197,7 @@ class Processor:
             on_revoked=self._on_revoked,
             config=lane_config_for(config.bundle),
             mode=config.ingress_mode,
+            consumer_settings=config.consumer_settings(self.holder),
         )
 
     @property
@@ -229,6 +275,10 @@ class Processor:
     def _apply(self, record: LaneRecord) -> str | None:
         if record.value is None:
             return "empty record value"
+        if self.skew_gate is not None:
+            outside = self.skew_gate.check(record.value)
+            if outside is not None:
+                return outside
         try:
             event = self.codec.decode(record.value)
         except CodecError as exc:
@@ -296,7 +346,9 @@ class Processor:
             self.config.bootstrap, self.layout.sessions, numbers
         ).values():
             if not snap.closed:
-                self.engine.restore(SessionState.restore(snap))
+                self.engine.restore(
+                    SessionState.restore(snap), pending=self.writer.pending_of(snap)
+                )
         # The new epoch must be durable before anything is written under it.
         self._commit(with_offsets=False)
 
@@ -322,10 +374,12 @@ class Processor:
             for sid in sorted(self.engine.dirty):
                 session = self.engine.sessions.get(sid)
                 if session is not None:
-                    self.writer.snapshot(session)
+                    self.writer.snapshot(session, pending=self.engine.pending.get(sid, ()))
             self.engine.dirty.clear()
             offsets = self.ingress.positions() if with_offsets else []
             self.egress.commit(offsets, self.ingress.group_metadata())
+            if not self.egress.transactional and offsets:
+                self.ingress.commit(offsets)
         except FencedError as exc:
             self._fenced = exc
             raise

@@ -46,6 +46,9 @@ class SessionSnapshot:
     open_turn: OpenTurn | None = None
     closed: bool = False
     turns_done: int = 0
+    # Utterances that arrived while the open turn was still responding (base64 of their
+    # Confluent frames): their offsets are committed, so the snapshot must carry them.
+    pending: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
@@ -54,7 +57,10 @@ class SessionSnapshot:
     def from_bytes(raw: bytes) -> SessionSnapshot:
         data = orjson.loads(raw)
         turn = data.pop("open_turn", None)
-        return SessionSnapshot(**data, open_turn=OpenTurn(**turn) if turn else None)
+        pending = tuple(data.pop("pending", ()))
+        return SessionSnapshot(
+            **data, open_turn=OpenTurn(**turn) if turn else None, pending=pending
+        )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -80,7 +86,7 @@ class SessionState:
         self.next_seq += 1
         return seq
 
-    def snapshot(self) -> SessionSnapshot:
+    def snapshot(self, *, pending: tuple[str, ...] = ()) -> SessionSnapshot:
         open_turn = None
         if self.turn is not None and self.turn.is_open and self.turn.last is not None:
             open_turn = OpenTurn(
@@ -101,6 +107,7 @@ class SessionState:
             open_turn=open_turn,
             closed=self.closed,
             turns_done=self.turns_done,
+            pending=pending,
         )
 
     @staticmethod

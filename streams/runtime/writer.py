@@ -8,6 +8,8 @@ the open transaction of :class:`TransactionalEgress`.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,9 +23,9 @@ from streams.abi.events import (
     Payload,
 )
 from streams.lanes import RejectedRecord
-from streams.runtime.egress import TransactionalEgress
+from streams.runtime.egress import RecordSink
 from streams.runtime.leases import Lease, LeaseBook, lease_key
-from streams.runtime.sessions import SessionState
+from streams.runtime.sessions import SessionSnapshot, SessionState
 from streams.topics import Lane, TopicLayout
 
 __all__ = ["EventWriter", "TurnStamp", "partition_session_id"]
@@ -55,7 +57,7 @@ class EventWriter:
         *,
         layout: TopicLayout,
         codec: EventCodec,
-        egress: TransactionalEgress,
+        egress: RecordSink,
         leases: LeaseBook,
     ) -> None:
         self.layout = layout
@@ -133,13 +135,19 @@ class EventWriter:
         self.appended += 2
         return event
 
-    def snapshot(self, session: SessionState) -> None:
+    def snapshot(self, session: SessionState, *, pending: Iterable[Envelope] = ()) -> None:
+        """Append the session's changelog snapshot, with the utterances it still holds."""
+        frames = tuple(base64.b64encode(self.codec.encode(e)).decode() for e in pending)
         self.egress.append(
             self.layout.sessions,
             partition=session.partition,
             key=session.session_id,
-            value=session.snapshot().to_bytes(),
+            value=session.snapshot(pending=frames).to_bytes(),
         )
+
+    def pending_of(self, snapshot: SessionSnapshot) -> list[Envelope]:
+        """Decode the held utterances of a restored snapshot."""
+        return [self.codec.decode(base64.b64decode(f)) for f in snapshot.pending]
 
     def dead_letter(self, rejected: RejectedRecord, *, session_id: str | None = None) -> None:
         """Route an ingress record that cannot be processed to the DLQ, original bytes intact."""

@@ -1,0 +1,86 @@
+"""Freezing a turn's plan at OPEN from the session, the lease and the routing snapshot."""
+
+from __future__ import annotations
+
+from pipelines.models.plan import (
+    LeaseSnapshot,
+    ResolvedTurnPlan,
+    RoutingSnapshot,
+    SessionSnapshot,
+    TurnOpenRequest,
+)
+from pipelines.models.resolved import PipelineBundle
+from pipelines.plans import TurnPlanResolver
+from streams.abi import events as ev
+from streams.runtime.sessions import SessionState
+
+__all__ = ["TurnPlanner"]
+
+
+class TurnPlanner:
+    """Builds the inputs of :class:`TurnPlanResolver` from runtime state (one per engine)."""
+
+    def __init__(self, *, bundle: PipelineBundle, processor_id: str, prefix: str) -> None:
+        self.bundle = bundle
+        self.processor_id = processor_id
+        self.prefix = prefix
+        self.resolver = TurnPlanResolver()
+
+    def plan(
+        self,
+        session: SessionState,
+        trigger_event: ev.Envelope,
+        *,
+        turn_id: str,
+        trigger: str,
+        epoch: int,
+    ) -> ResolvedTurnPlan:
+        return self._resolve(
+            session=SessionSnapshot(
+                tenant_id=session.tenant_id,
+                session_id=session.session_id,
+                pinned_bundle_digest=self.bundle.digest,
+                next_seq=session.next_seq,
+                last_epoch=session.epoch,
+                open_turns=0,
+            ),
+            turn=TurnOpenRequest(
+                turn_id=turn_id,
+                trigger=trigger,
+                correlation_id=trigger_event.correlation.correlation_id,
+                # The client's clock, not ours: a replayed plan derives the same value.
+                opened_at_us=int(trigger_event.ts.timestamp() * 1_000_000),
+            ),
+            epoch=epoch,
+            partition=session.partition,
+        )
+
+    def warmup_plan(self) -> ResolvedTurnPlan:
+        """A plan of the bundle's shape, to build graphs (load models) before the first turn."""
+        return self._resolve(
+            session=SessionSnapshot(
+                tenant_id="__warmup__",
+                session_id="__warmup__",
+                pinned_bundle_digest=self.bundle.digest,
+                next_seq=0,
+                last_epoch=0,
+            ),
+            turn=TurnOpenRequest(
+                turn_id="warmup", trigger="warmup", correlation_id="warmup", opened_at_us=0
+            ),
+            epoch=0,
+            partition=0,
+        )
+
+    def _resolve(
+        self, *, session: SessionSnapshot, turn: TurnOpenRequest, epoch: int, partition: int
+    ) -> ResolvedTurnPlan:
+        return self.resolver.resolve(
+            bundle=self.bundle,
+            session=session,
+            turn=turn,
+            lease=LeaseSnapshot(epoch=epoch, holder=self.processor_id, partition=partition),
+            routing=RoutingSnapshot(
+                topic_prefix=self.prefix, partition=partition, processor_id=self.processor_id
+            ),
+        )

@@ -1,0 +1,88 @@
+"""`make soak`: the long kill campaign, then the oracle, then a summary (text + JSON).
+
+    python -m tests.fault.soak [--kills 200] [--seed 7] [--json-out soak.json]
+
+Runs against ``RSPP_BOOTSTRAP`` or the shared local broker (127.0.0.1:9092). Two
+processors under text traffic are SIGKILLed ``--kills`` times at random points
+and restarted; afterwards every sent event must be in the log or the DLQ, none
+twice, the log sound under ``check_log`` and clean under replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from streams.abi import events as ev
+from streams.config import external_bootstrap
+from streams.testing import LoggedEvent, read_log
+from tests.fault.harness import verify
+from tests.fault.test_kills import PARTITIONS, kill_campaign
+
+
+def control_latencies_ms(rows: list[LoggedEvent]) -> list[float]:
+    """CANCEL (voice service clock) → its TURN_ABORT (processor clock), same host."""
+    cancels = {
+        r.event.turn_id: r.event.ts
+        for r in rows
+        if r.event.event_type is ev.EventType.CANCEL and r.event.turn_id
+    }
+    out = []
+    for r in rows:
+        p = r.event.payload
+        if (
+            isinstance(p, ev.TurnAbort)
+            and p.reason.startswith("cancelled")
+            and r.event.turn_id in cancels
+        ):
+            out.append((r.event.ts - cancels[r.event.turn_id]).total_seconds() * 1000.0)
+    return sorted(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fault.soak")
+    parser.add_argument("--kills", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    bootstrap = external_bootstrap() or "127.0.0.1:9092"
+    prefix = f"soak-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rspp-soak-") as tmp:
+        traffic, procs, kills = kill_campaign(
+            bootstrap=bootstrap, prefix=prefix, workdir=Path(tmp), kills=args.kills, seed=args.seed
+        )
+    acc = verify(bootstrap, prefix, partitions=PARTITIONS, sent=traffic.sent, settle_s=120)
+    rows = read_log(bootstrap, prefix, partitions=PARTITIONS)
+    lat = control_latencies_ms(rows)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None
+    summary = {
+        "prefix": prefix,
+        "seconds": round(time.monotonic() - started, 1),
+        "kills_survived": kills,
+        "events_checked": acc.log_events,
+        "ingress_sent": acc.sent,
+        "lost": len(acc.lost),
+        "duplicated": len(acc.duplicated),
+        "dlq_by_reason": dict(acc.dlq_reasons),
+        "shed": acc.shed,
+        "max_rss_mb": round(max(p.max_rss_kb for p in procs) / 1024, 1),
+        "control_cancels": len(lat),
+        "control_p99_ms": round(p99, 1) if p99 is not None else None,
+        "replay": "clean",
+    }
+    for key, value in summary.items():
+        print(f"{key:>18}: {value}")
+    print(json.dumps(summary, sort_keys=True))
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
