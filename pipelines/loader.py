@@ -124,6 +124,10 @@ def parse_text(text: str, *, file: str, json: bool) -> tuple[Any, Positions, lis
         return None, {}, [Issue(file, (), f"invalid YAML: {what}", line)]
     except yaml.YAMLError as exc:
         return None, {}, [Issue(file, (), f"invalid YAML: {' '.join(str(exc).split())}")]
+    except RecursionError:
+        # PyYAML's composer recurses once per nesting level: "[[[[…" thousands deep
+        # exhausts the interpreter stack before the walker's depth limit can refuse it.
+        return None, {}, [Issue(file, (), f"invalid YAML: nesting deeper than {MAX_DEPTH} levels")]
     if node is None:
         return None, {}, [Issue(file, (), "empty document (expected an artifact with apiVersion and kind)")]
     walker = _Walker()

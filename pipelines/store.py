@@ -23,7 +23,13 @@ from typing import TypeVar
 from pipelines.bundles import bundle_digest, verify_bundle
 from pipelines.canonical import canonical_json, digest_of
 from pipelines.compiler import ScaffoldCompiler
-from pipelines.errors import ArtifactValidationError, ImmutableVersionError, NotFoundError
+from pipelines.errors import (
+    ArtifactError,
+    ArtifactValidationError,
+    ImmutableVersionError,
+    Issue,
+    NotFoundError,
+)
 from pipelines.models import KINDS
 from pipelines.models.base import DIGEST_PATTERN, ArtifactBase, parse_ref, semver_key
 from pipelines.models.policy import PolicyOverlay
@@ -165,6 +171,14 @@ class ArtifactStore:
         return self.root / "objects" / f"{digest.removeprefix('sha256:')}.json"
 
     def _ref_path(self, kind: str, name: str, version: str) -> Path:
+        # Models validate names and versions, but one built with ``model_construct`` (or a
+        # mutated instance) skips that: never let ``../`` in a ref leave the store.
+        if kind not in KINDS:
+            raise ArtifactError(Issue(str(self.root), ("kind",), f"got {kind!r} (expected an artifact kind)"))
+        try:
+            parse_ref(f"{name}@{version}")
+        except ValueError as exc:
+            raise ArtifactError(Issue(str(self.root), ("metadata",), str(exc))) from None
         return self.root / "refs" / kind / name / version
 
     @staticmethod

@@ -87,10 +87,6 @@ class TransactionalEgress:
             "acks": "all",
             "logger": quiet,
         }
-        import os as _os
-        if _os.environ.get("RSPP_KDEBUG"):
-            settings["debug"] = _os.environ["RSPP_KDEBUG"]
-            del settings["logger"]
         if config.transactional:
             settings["transactional.id"] = config.transactional_id
             settings["transaction.timeout.ms"] = config.transaction_timeout_ms

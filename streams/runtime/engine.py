@@ -23,7 +23,7 @@ from streams.nodes import (
 from streams.runtime.fencing import Scope
 from streams.runtime.graphs import GraphCache
 from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
-from streams.runtime.planning import TurnPlanner
+from streams.runtime.planning import TurnPlanner, is_past_turn, next_turn_id
 from streams.runtime.reports import OutputRecorder
 from streams.runtime.sessions import SessionState
 from streams.runtime.stats import EngineStats
@@ -168,6 +168,14 @@ class TurnEngine:
             partition=partition,
             bundle_id=self.bundle.bundle_id,
         )
+        before = self.sessions.get(event.session_id)
+        if before is not None:
+            # A closed session opened again: its log continues (seq and turn ids stay unique).
+            session.next_seq, session.turns_done, session.epoch = (
+                before.next_seq,
+                before.turns_done,
+                before.epoch,
+            )
         self.sessions[session.session_id] = session
         self.dirty.add(session.session_id)
         corr = event.correlation.correlation_id
@@ -310,7 +318,7 @@ class TurnEngine:
         self, session: SessionState, event: ev.Envelope, *, text_input: bool
     ) -> ActiveTurn:
         epoch = self.writer.leases.epoch(session.partition)
-        turn_id = f"{session.session_id}-t{session.turns_done + 1}"
+        turn_id = next_turn_id(session)
         trigger = "final_transcript" if text_input else "end_of_utterance"
         plan = self.planner.plan(session, event, turn_id=turn_id, trigger=trigger, epoch=epoch)
         stamp = TurnStamp(
@@ -381,7 +389,7 @@ class TurnEngine:
             and target
             and (active is None or target != active.state.turn_id)
         ):
-            if not self._past_turn(session, target):
+            if not is_past_turn(session, target):
                 return f"cancel of unknown turn {target!r}"
             self.writer.log(
                 session, cancel, event_id=event.event_id, ts=event.ts, correlation_id=corr
@@ -406,13 +414,6 @@ class TurnEngine:
         self.stats.cancels += 1
         self.stats.fence_latency_ms.append((time.perf_counter() - started) * 1000.0)
         return None
-
-    @staticmethod
-    def _past_turn(session: SessionState, turn_id: str) -> bool:
-        prefix = f"{session.session_id}-t"
-        if not turn_id.startswith(prefix) or not turn_id[len(prefix) :].isdigit():
-            return False
-        return 0 < int(turn_id[len(prefix) :]) <= session.turns_done
 
     # -- endings ------------------------------------------------------------
     def _abort(

@@ -14,7 +14,7 @@ from pipelines.plans import TurnPlanResolver
 from streams.abi import events as ev
 from streams.runtime.sessions import SessionState
 
-__all__ = ["TurnPlanner"]
+__all__ = ["TurnPlanner", "is_past_turn", "next_turn_id"]
 
 
 class TurnPlanner:
@@ -84,3 +84,15 @@ class TurnPlanner:
                 topic_prefix=self.prefix, partition=partition, processor_id=self.processor_id
             ),
         )
+
+
+def next_turn_id(session: SessionState) -> str:
+    """Turn ids are ``<session>-t<n>``: deterministic, unique for the session's whole life."""
+    return f"{session.session_id}-t{session.turns_done + 1}"
+
+
+def is_past_turn(session: SessionState, turn_id: str) -> bool:
+    """True when ``turn_id`` names a turn of ``session`` that has already closed."""
+    prefix = f"{session.session_id}-t"
+    number = turn_id[len(prefix) :] if turn_id.startswith(prefix) else ""
+    return number.isdigit() and 0 < int(number) <= session.turns_done

@@ -345,10 +345,8 @@ class Processor:
         for snap in read_session_snapshots(
             self.config.bootstrap, self.layout.sessions, numbers
         ).values():
-            if not snap.closed:
-                self.engine.restore(
-                    SessionState.restore(snap), pending=self.writer.pending_of(snap)
-                )
+            # Closed sessions too: a session opened again must continue its seq and turn ids.
+            self.engine.restore(SessionState.restore(snap), pending=self.writer.pending_of(snap))
         # The new epoch must be durable before anything is written under it.
         self._commit(with_offsets=False)
 
