@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import signal
 import time
@@ -19,7 +21,7 @@ from streams.cluster import resolve_bootstrap
 if TYPE_CHECKING:
     from pipelines.models.compat import VersionSkewPolicy
     from pipelines.models.resolved import PipelineBundle
-    from streams.runtime.processor import Processor
+    from streams.runtime.processor import Processor, ProcessorConfig
     from streams.runtime.stats import EngineStats
 
 __all__ = ["register"]
@@ -122,7 +124,7 @@ def run(
     """
     from pipelines.bundles import read_bundle
     from streams.runtime.errors import ProcessorError
-    from streams.runtime.processor import Processor, ProcessorConfig
+    from streams.runtime.processor import ProcessorConfig
     from streams.topics import TopicLayout, apply_topics
 
     if static and processor_id is None:
@@ -156,15 +158,17 @@ def run(
         # external ones run isolated in worker pools. A refused extension fails its turns, not us.
         registry=extensions.node_registry(bundle=loaded),
     )
-    processor = Processor(config)
+    # One holder name for every restart: the same transactional id fences and aborts
+    # whatever a previous incarnation left open.
+    config = dataclasses.replace(config, processor_id=config.holder)
     if not json_out:
         err_console.print(
             f"rspp run: prefix [bold]{prefix}[/] bundle {loaded.bundle_id} group {config.group} "
-            f"holder {processor.holder} @ {address}"
+            f"holder {config.processor_id} @ {address}"
         )
     started = time.monotonic()
     try:
-        stats = asyncio.run(_run_until_signal(processor))
+        processor, stats = asyncio.run(_supervise(config))
     finally:
         extensions.close()
     summary = {
@@ -192,12 +196,39 @@ def run(
         )
 
 
-async def _run_until_signal(processor: Processor) -> EngineStats:
+async def _supervise(config: ProcessorConfig) -> tuple[Processor, EngineStats]:
+    """Run until SIGTERM/SIGINT; restart from the committed state after a transient failure.
+
+    Crash-only recovery: a processor that lost its broker (timeouts, aborted transaction)
+    is thrown away and a new one takes the partitions back through the normal assignment
+    path (new lease epoch, sessions from the changelog, open turns aborted as failover).
+    A fenced processor is a zombie and stops for good.
+    """
+    from streams.runtime.errors import FencedError, ProcessorError
+    from streams.runtime.processor import Processor
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    return await processor.run(stop)
+    backoff = 1.0
+    while True:
+        try:
+            processor = Processor(config)
+            return processor, await processor.run(stop)
+        except FencedError:
+            raise
+        except ProcessorError as exc:
+            if stop.is_set():
+                raise
+            err_console.print(
+                f"rspp run: {exc}; restarting from the committed state in {backoff:.0f}s"
+            )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            if stop.is_set():
+                raise
+            backoff = min(backoff * 2, 30.0)
 
 
 @dlq_app.command("show")

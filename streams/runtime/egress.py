@@ -61,6 +61,9 @@ class EgressConfig:
     max_records_per_txn: int = 2000
     transaction_timeout_ms: int = 30000
     linger_ms: int = 2
+    # Bound every transactional call: a broker that went away must surface as an error
+    # (the supervisor then restarts from the committed state), never as a hang.
+    call_timeout_s: float = 10.0
     # False: an idempotent producer, no transactions (at-least-once). Only for measuring
     # what transactions cost (bench/runtime_bench.py); ``rspp run`` always uses them.
     transactional: bool = True
@@ -96,7 +99,7 @@ class TransactionalEgress:
         self._opened_at = 0.0
         self.stats = EgressStats()
         if config.transactional:
-            self._call(lambda: self._producer.init_transactions(30))
+            self._call(lambda: self._producer.init_transactions(self.config.call_timeout_s))
 
     @property
     def transactional(self) -> bool:
@@ -170,10 +173,10 @@ class TransactionalEgress:
         if offsets:
             self._call(
                 lambda: self._producer.send_offsets_to_transaction(
-                    list(offsets), group_metadata, 30
+                    list(offsets), group_metadata, self.config.call_timeout_s
                 )
             )
-        self._call(lambda: self._producer.commit_transaction(30))
+        self._call(lambda: self._producer.commit_transaction(self.config.call_timeout_s))
         self.stats.transactions += 1
         self.stats.commit_ms_total += (time.perf_counter() - started) * 1000.0
         self._in_txn = False
@@ -184,7 +187,7 @@ class TransactionalEgress:
         if not self._in_txn or not self.config.transactional:
             return
         try:
-            self._producer.abort_transaction(30)
+            self._producer.abort_transaction(self.config.call_timeout_s)
         except KafkaException as exc:
             _log.warning("abort_transaction failed: %s", exc)
         self.stats.aborted += 1
