@@ -182,6 +182,16 @@ def run_demo(
             bootstrap=bootstrap, prefix=prefix, bundle=bundle, processor_id="demo-processor-1"
         )
     ).start()
+    # Callers speak once the processor holds its partitions: what the demo measures is turn
+    # latency, not the first group join.
+    deadline = time.monotonic() + 60
+    while (
+        len(processor.processor.leases.partitions) < options.partitions
+        and time.monotonic() < deadline
+    ):
+        if processor.error is not None:
+            raise processor.error
+        time.sleep(0.05)
     adapter = ReferenceAdapter(
         AdapterConfig(
             bootstrap=bootstrap, prefix=prefix, tenant_id="demo", partitions=options.partitions
