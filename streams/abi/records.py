@@ -57,7 +57,7 @@ def _build_to_record(cls: type[Payload]) -> Callable[[Payload], Record]:
     return to_record
 
 
-def _slot_filler(cls: type[Any]) -> Callable[..., Any]:
+def _slot_filler(cls: type[Any], *, positional: bool = False) -> Callable[..., Any]:
     """A keyword constructor that fills a frozen slotted dataclass's slots directly.
 
     Decoded records are already schema-checked, and the frozen ``__init__``'s
@@ -68,14 +68,37 @@ def _slot_filler(cls: type[Any]) -> Callable[..., Any]:
     scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     scope.update({f"_set{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})
     body = "".join(f"    _set{i}(obj, {name})\n" for i, name in enumerate(names))
-    source = f"def make(*, {', '.join(names)}):\n    obj = _new(_cls)\n{body}    return obj\n"
+    star = "" if positional else "*, "
+    source = f"def make({star}{', '.join(names)}):\n    obj = _new(_cls)\n{body}    return obj\n"
     exec(source, scope)  # generated like dataclasses' own __init__
     maker: Callable[..., Any] = scope["make"]
     return maker
 
 
-_MAKE_ENVELOPE = _slot_filler(Envelope)
-_MAKE_CORRELATION = _slot_filler(Correlation)
+_ENVELOPE_ORDER = (
+    "event_id",
+    "event_type",
+    "lane",
+    "tenant_id",
+    "session_id",
+    "turn_id",
+    "correlation",
+    "lease_epoch",
+    "bundle_id",
+    "plan_hash",
+    "node_id",
+    "seq",
+    "ts",
+    "payload",
+)
+if (
+    tuple(f.name for f in fields(Envelope)) != _ENVELOPE_ORDER
+):  # envelope_from_record passes positionally
+    raise ImportError(
+        "Envelope fields changed order: update _ENVELOPE_ORDER and envelope_from_record"
+    )
+_MAKE_ENVELOPE = _slot_filler(Envelope, positional=True)
+_MAKE_CORRELATION = _slot_filler(Correlation, positional=True)
 
 
 def _build_from_record(cls: type[Payload]) -> Callable[[Record], Payload]:
@@ -107,9 +130,11 @@ def _build_from_record(cls: type[Payload]) -> Callable[[Record], Payload]:
 _TO_RECORD: dict[type[Payload], Callable[[Payload], Record]] = {
     cls: _build_to_record(cls) for cls in PAYLOAD_TYPES.values()
 }
+_FROM_TYPE: dict[EventType, Callable[[Record], Payload]] = {}
 _FROM_RECORD: dict[str, Callable[[Record], Payload]] = {
     name: _build_from_record(cls) for name, cls in PAYLOAD_TYPES.items()
 }
+_FROM_TYPE.update({cls.EVENT_TYPE: _FROM_RECORD[name] for name, cls in PAYLOAD_TYPES.items()})
 
 
 def envelope_to_record(event: Envelope) -> Record:
@@ -139,31 +164,32 @@ def envelope_to_record(event: Envelope) -> Record:
 
 def envelope_from_record(record: Record) -> Envelope:
     """Inverse of :func:`envelope_to_record`; ``payload`` is fastavro's ``(name, record)``."""
-    name, body = record["payload"]
+    raw = record["payload"]
     corr = record["correlation"]
-    payload = _FROM_RECORD[name](body)
     event_type = _EVENT_TYPES[record["event_type"]]
-    if payload.EVENT_TYPE is not event_type:
-        # The one check of Envelope.__post_init__ a well-formed Avro record can still fail.
-        raise ValueError(f"event_type {event_type} does not match payload {type(payload).__name__}")
+    if type(raw) is tuple:  # fastavro's (record name, body) union notation
+        payload = _FROM_RECORD[raw[0]](raw[1])
+        if payload.EVENT_TYPE is not event_type:
+            # The one check of Envelope.__post_init__ a well-formed Avro record can still fail.
+            raise ValueError(
+                f"event_type {event_type} does not match payload {type(payload).__name__}"
+            )
+    else:  # a plain body: event_type names its record
+        payload = _FROM_TYPE[event_type](raw)
     envelope: Envelope = _MAKE_ENVELOPE(
-        event_id=record["event_id"],
-        event_type=event_type,
-        lane=_LANES[record["lane"]],
-        tenant_id=record["tenant_id"],
-        session_id=record["session_id"],
-        turn_id=record["turn_id"],
-        correlation=_MAKE_CORRELATION(
-            correlation_id=corr["correlation_id"],
-            causation_id=corr["causation_id"],
-            trace_id=corr["trace_id"],
-        ),
-        lease_epoch=record["lease_epoch"],
-        bundle_id=record["bundle_id"],
-        plan_hash=record["plan_hash"],
-        node_id=record["node_id"],
-        seq=record["seq"],
-        ts=record["ts"],
-        payload=payload,
+        record["event_id"],
+        event_type,
+        _LANES[record["lane"]],
+        record["tenant_id"],
+        record["session_id"],
+        record["turn_id"],
+        _MAKE_CORRELATION(corr["correlation_id"], corr["causation_id"], corr["trace_id"]),
+        record["lease_epoch"],
+        record["bundle_id"],
+        record["plan_hash"],
+        record["node_id"],
+        record["seq"],
+        record["ts"],
+        payload,
     )
     return envelope
