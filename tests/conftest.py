@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,20 @@ def unique_prefix(request: pytest.FixtureRequest) -> Callable[[], str]:
         return f"t-{base}-{run}-{next(_counter)}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_recording(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One fast demo run (2 callers × every scripted utterance, barge-ins included) on the
+    real runtime, shared read-only by the tests that check its log, export, replay and gates."""
+    from streams.demo import DemoOptions, load_scenario, run_demo
+
+    scenario = load_scenario()
+    options = DemoOptions(
+        sessions=2,
+        turns=len(scenario.utterances),
+        fast=True,
+        prefix=f"t-demo-recording-{uuid.uuid4().hex[:6]}",
+        out_dir=tmp_path_factory.mktemp("demo"),
+    )
+    return run_demo(options, bootstrap=kafka_bootstrap, scenario=scenario)

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import wave
-from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streams.abi import events as ev
-from streams.demo import DemoOptions, load_scenario, run_demo
+from streams.demo import load_scenario
 from streams.testing import check_log, read_log
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_demo_recognises_answers_and_fences_barge_in(
-    kafka_bootstrap: str, unique_prefix: Callable[[], str], tmp_path: Path
+    kafka_bootstrap: str, demo_recording: Any
 ) -> None:
+    result = demo_recording
     scenario = load_scenario()
-    options = DemoOptions(
-        sessions=2,
-        turns=len(scenario.utterances),
-        fast=True,
-        prefix=unique_prefix(),
-        out_dir=tmp_path,
-    )
-    result = run_demo(options, bootstrap=kafka_bootstrap, scenario=scenario)
 
     # Every utterance was recognised well enough for the responder to pick the scripted reply.
     heard = [r for c in result.callers for r in c.replies]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +13,6 @@ from replay import ContainerLogSource, KafkaLogSource, export_log
 from replay.gates import evaluate_gates, load_gates
 from replay.testing import write_log
 from streams.abi import events as ev
-from streams.demo import DemoOptions, load_scenario, run_demo
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 MANIFEST = (
@@ -68,17 +67,9 @@ def _seed_post_cancel_output(export: Path, out: Path, prefix: str) -> None:
 
 
 def test_gates_pass_on_the_demo_and_fail_on_a_seeded_post_cancel_output(
-    kafka_bootstrap: str, unique_prefix: Callable[[], str], tmp_path: Path
+    kafka_bootstrap: str, demo_recording: Any, tmp_path: Path
 ) -> None:
-    scenario = load_scenario()
-    options = DemoOptions(
-        sessions=2,
-        turns=len(scenario.utterances),
-        fast=True,
-        prefix=unique_prefix(),
-        out_dir=tmp_path,
-    )
-    result = run_demo(options, bootstrap=kafka_bootstrap, scenario=scenario)
+    result = demo_recording
     export = tmp_path / "export"
     export_log(KafkaLogSource(kafka_bootstrap, result.prefix), export, prefix=result.prefix)
     manifest = load_gates(MANIFEST)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from replay import ContainerLogSource, KafkaLogSource, export_log, replay
 from replay.model import DivergenceKind
-from streams.demo import DemoOptions, load_scenario, run_demo
 from streams.nodes import Item, NodeContext, TranscriptText, default_registry
 from streams.nodes.text import NormalizeNode
 
@@ -26,17 +26,9 @@ class _ShoutingNormalize(NormalizeNode):
 
 
 def test_recorded_runtime_log_replays_clean_and_catches_a_changed_node(
-    kafka_bootstrap: str, unique_prefix: Callable[[], str], tmp_path: Path
+    kafka_bootstrap: str, demo_recording: Any, tmp_path: Path
 ) -> None:
-    scenario = load_scenario()
-    options = DemoOptions(
-        sessions=2,
-        turns=len(scenario.utterances),
-        fast=True,
-        prefix=unique_prefix(),
-        out_dir=tmp_path,
-    )
-    result = run_demo(options, bootstrap=kafka_bootstrap, scenario=scenario)
+    result = demo_recording
     assert result.turns_committed > 0 and result.turns_aborted > 0
 
     live = replay(KafkaLogSource(kafka_bootstrap, result.prefix))
