@@ -213,22 +213,32 @@ async def _supervise(config: ProcessorConfig) -> tuple[Processor, EngineStats]:
         loop.add_signal_handler(sig, stop.set)
     backoff = 1.0
     while True:
+        processor: Processor | None = None
         try:
             processor = Processor(config)
             return processor, await processor.run(stop)
-        except FencedError:
-            raise
+        except FencedError as exc:
+            # Lost group membership (e.g. the broker was away longer than the session
+            # timeout) is not being fenced, unless another holder took the partitions.
+            if stop.is_set() or not exc.membership_lost or processor is None:
+                raise
+            if await asyncio.to_thread(processor.taken_over):
+                raise
+            err_console.print(
+                f"rspp run: {exc}; the group dropped this member but no other holder "
+                "took its partitions: restarting from the committed state"
+            )
         except ProcessorError as exc:
             if stop.is_set():
                 raise
             err_console.print(
                 f"rspp run: {exc}; restarting from the committed state in {backoff:.0f}s"
             )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=backoff)
-            if stop.is_set():
-                raise
-            backoff = min(backoff * 2, 30.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=backoff)
+        if stop.is_set():
+            raise ProcessorError("stopped while restarting after a transient failure")
+        backoff = min(backoff * 2, 30.0)
 
 
 @dlq_app.command("show")

@@ -10,6 +10,7 @@ sheds, DLQ records — goes through :meth:`TransactionalEgress.append`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +20,38 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.runtime.errors import FencedError, ProcessorError
 
-__all__ = ["EgressConfig", "EgressStats", "RecordSink", "TransactionalEgress"]
+__all__ = [
+    "EgressConfig",
+    "EgressStats",
+    "RecordSink",
+    "TransactionalEgress",
+    "quiet_kafka_logger",
+]
 
 _log = logging.getLogger("rspp.egress")
+
+# librdkafka repeats these for every connection attempt while a broker is away (several
+# lines per client per second); they drown everything else on the processor's stderr.
+_CONNECTION_NOISE = ("Connection refused", "Disconnected", "brokers are down", "Connect to ipv4")
+
+
+class _DropConnectionNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in _CONNECTION_NOISE)
+
+
+def quiet_kafka_logger(name: str) -> logging.Logger:
+    """A ``logger`` for librdkafka clients: its lines on stderr minus the connection noise."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.addFilter(_DropConnectionNoise())
+        handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
+
 
 _FENCING_CODES = frozenset(
     {
@@ -33,6 +63,11 @@ _FENCING_CODES = frozenset(
         KafkaError.FENCED_INSTANCE_ID,
     }
 )
+
+# The group refused the offsets of a member whose generation is gone; the producer itself
+# is intact (its transaction is abortable). Not fatal for the producer, but it must not
+# commit: whether it is a zombie depends on who holds the partitions now.
+_MEMBERSHIP_CODES = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION})
 
 
 class RecordSink(Protocol):
@@ -82,7 +117,7 @@ class TransactionalEgress:
 
     def __init__(self, config: EgressConfig) -> None:
         self.config = config
-        quiet = logging.getLogger("rspp.kafka.producer")
+        quiet = quiet_kafka_logger("rspp.kafka.producer")
         settings: dict[str, Any] = {
             "bootstrap.servers": config.bootstrap,
             "linger.ms": config.linger_ms,
@@ -97,6 +132,9 @@ class TransactionalEgress:
         self._in_txn = False  # without transactions: a batch is open (records since the last flush)
         self._pending = 0
         self._opened_at = 0.0
+        # Set when a librdkafka call overstayed its timeout and is still blocked in a
+        # thread: this producer must not be used again (the supervisor replaces it).
+        self._wedged: str | None = None
         self.stats = EgressStats()
         if config.transactional:
             self._call(lambda: self._producer.init_transactions(self.config.call_timeout_s))
@@ -172,8 +210,11 @@ class TransactionalEgress:
         started = time.perf_counter()
         if offsets:
             self._call(
-                lambda: self._producer.send_offsets_to_transaction(
-                    list(offsets), group_metadata, self.config.call_timeout_s
+                lambda: self._bounded(
+                    "send_offsets_to_transaction",
+                    lambda: self._producer.send_offsets_to_transaction(
+                        list(offsets), group_metadata, self.config.call_timeout_s
+                    ),
                 )
             )
         self._call(lambda: self._producer.commit_transaction(self.config.call_timeout_s))
@@ -184,7 +225,7 @@ class TransactionalEgress:
 
     def abort(self) -> None:
         """Abort the open transaction (its records stay invisible to read_committed readers)."""
-        if not self._in_txn or not self.config.transactional:
+        if not self._in_txn or not self.config.transactional or self._wedged:
             return
         try:
             self._producer.abort_transaction(self.config.call_timeout_s)
@@ -198,11 +239,47 @@ class TransactionalEgress:
         self._producer.poll(0)
 
     def close(self) -> None:
+        if self._wedged:
+            return  # a call is still blocked inside this producer: leave it to its thread
         self.abort()
         self._producer.flush(5)
 
     # -- errors ----------------------------------------------------------------
+    def _bounded(self, what: str, fn: Any) -> Any:
+        """Run a blocking librdkafka call in a daemon thread and stop waiting after its timeout.
+
+        ``send_offsets_to_transaction`` ignores its timeout while the group coordinator
+        is unreachable or was just restarted (librdkafka #5456, #5511): after a broker
+        restart it blocked the processor for minutes. The call cannot be interrupted; we
+        stop waiting, mark this producer wedged and raise, so the supervisor discards it
+        and a new processor (same transactional id: it fences this producer) takes over.
+        """
+        result: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                result["value"] = fn()
+            except BaseException as exc:  # re-raised in the caller's thread
+                result["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"rspp-egress-{what}", daemon=True).start()
+        if not done.wait(self.config.call_timeout_s + 2.0):
+            self._wedged = what
+            self._in_txn = False
+            raise ProcessorError(
+                f"egress failed: {what} did not return within {self.config.call_timeout_s:.0f}s "
+                "(broker or group coordinator unreachable)"
+            )
+        if "error" in result:
+            raise result["error"]
+        return result.get("value")
+
     def _call(self, fn: Any) -> Any:
+        if self._wedged:
+            raise ProcessorError(f"egress failed: a {self._wedged} call is still blocked")
         try:
             return fn()
         except KafkaException as exc:
@@ -214,7 +291,9 @@ class TransactionalEgress:
         if code in _FENCING_CODES or (isinstance(err, KafkaError) and err.fatal()):
             self._in_txn = False
             raise FencedError(
-                f"producer {self.config.transactional_id} was fenced: {err}"
+                f"producer {self.config.transactional_id} was fenced: {err}",
+                membership_lost=code in _MEMBERSHIP_CODES
+                and not (isinstance(err, KafkaError) and err.fatal()),
             ) from None
         if isinstance(err, KafkaError) and err.txn_requires_abort():
             self.abort()

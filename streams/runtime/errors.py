@@ -23,4 +23,14 @@ class LifecycleError(ProcessorError):
 
 
 class FencedError(ProcessorError):
-    """This processor lost its lease (or its producer was fenced); it must stop writing."""
+    """This processor lost its lease (or its producer was fenced); it must stop writing.
+
+    ``membership_lost``: the group refused the offsets because this member's
+    generation is gone (UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION). That is a zombie
+    only if another processor took the partitions meanwhile; after a broker outage
+    longer than the session timeout nobody did (see ``Processor.taken_over``).
+    """
+
+    def __init__(self, message: str, *, membership_lost: bool = False) -> None:
+        super().__init__(message)
+        self.membership_lost = membership_lost

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.models.compat import VersionSkewPolicy
 from pipelines.models.resolved import PipelineBundle
@@ -41,7 +42,7 @@ from streams.lanes import (
     ShedPolicy,
 )
 from streams.nodes import NodeRegistry, default_registry
-from streams.runtime.egress import EgressConfig, TransactionalEgress
+from streams.runtime.egress import EgressConfig, TransactionalEgress, quiet_kafka_logger
 from streams.runtime.engine import TurnEngine
 from streams.runtime.errors import FencedError
 from streams.runtime.graphs import GraphCache
@@ -94,9 +95,9 @@ class ProcessorConfig:
     def holder(self) -> str:
         return self.processor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
-    def consumer_settings(self, holder: str) -> dict[str, str | int]:
+    def consumer_settings(self, holder: str) -> dict[str, Any]:
         """Group-membership settings for the lane consumers (librdkafka names)."""
-        settings: dict[str, str | int] = {}
+        settings: dict[str, Any] = {"logger": quiet_kafka_logger("rspp.kafka.consumer")}
         if self.session_timeout_ms is not None:
             settings["session.timeout.ms"] = self.session_timeout_ms
             settings["heartbeat.interval.ms"] = max(100, self.session_timeout_ms // 4)
@@ -187,6 +188,9 @@ class Processor:
         self.dlq_count = 0
         self.dlq_reasons: dict[str, int] = {}
         self._fenced: FencedError | None = None
+        # Highest lease epoch this processor was granted per partition (kept after a
+        # revocation): a newer committed epoch means another holder took it over.
+        self._granted: dict[int, int] = {}
         self.ingress = LaneIngress(
             bootstrap=config.bootstrap,
             group_id=config.group,
@@ -338,6 +342,7 @@ class Processor:
         )
         for p in sorted(numbers):
             lease = self.leases.grant(p, epochs[p])
+            self._granted[p] = max(self._granted.get(p, 0), lease.epoch)
             self.writer.lease(lease)
             _log.info(
                 "lease granted: partition %d epoch %d holder %s", p, lease.epoch, lease.holder
@@ -358,6 +363,28 @@ class Processor:
             self._commit()
         self.engine.forget_partitions(numbers)
         self.leases.revoke(numbers)
+
+    def taken_over(self) -> bool:
+        """True when another holder committed a newer lease epoch on a partition we held.
+
+        Decides whether a processor that lost its group membership is a zombie (it must
+        stop) or was only cut off from the broker past the session timeout (nobody took
+        its partitions: the supervisor may start afresh from the committed state).
+        When the leases cannot be read, it is treated as a zombie: stopping is the safe side.
+        """
+        if not self._granted:
+            return False
+        try:
+            latest = read_latest_epochs(
+                self.config.bootstrap,
+                self.layout.leases,
+                set(self._granted),
+                decode_epoch=self._decode_lease,
+            )
+        except Exception:  # cannot tell: assume the worst
+            _log.warning("could not read the leases to tell a zombie from a cut-off member")
+            return True
+        return any(latest.get(p, 0) > epoch for p, epoch in self._granted.items())
 
     def _decode_lease(self, value: bytes) -> tuple[int, int]:
         event: Envelope = self.codec.decode(value)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -36,6 +37,7 @@ __all__ = [
     "ProcessorProc",
     "Traffic",
     "account",
+    "group_lag",
     "rss_kb",
     "verify",
     "wait_for",
@@ -55,6 +57,43 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
+
+
+def group_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int | None:
+    """Records of ``topic`` not yet covered by ``group``'s committed offsets (None: unknown).
+
+    The processor commits its consumed offsets inside its transactions, only over
+    records it handled (dispatched, shed or dead-lettered), so lag 0 means every
+    record of the topic at this moment was handled and the outcome is durable.
+    The ingress producers are not transactional: no control markers, so a fully
+    consumed partition's committed offset equals its high watermark.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    quiet = logging.getLogger("rspp.kafka.lag")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    # Same group id, but never subscribe(): it does not join the group, only reads its offsets.
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "logger": quiet,
+        }
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = consumer.committed(tps, timeout=5)
+        lag = 0
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5)
+            lag += high - max(tp.offset, 0)
+        return lag
+    except KafkaException:
+        return None
+    finally:
+        consumer.close()
 
 
 def rss_kb(pid: int) -> int | None:
