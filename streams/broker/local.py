@@ -304,8 +304,9 @@ class LocalBroker:
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            cluster_file.read_text().strip(),
+            # One token: a url-safe base64 id may start with '-', which argparse would
+            # take for an option.
+            f"--cluster-id={cluster_file.read_text().strip()}",
             "-c",
             str(self._properties_file),
         ]
@@ -370,7 +371,12 @@ def _pid_alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+        return True
+    # It exited between the checks above: reap it now if it is our child.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return False
 
 
 def _port_busy(port: int) -> bool:
