@@ -231,6 +231,12 @@ async def _supervise(config: ProcessorConfig) -> tuple[Processor, EngineStats]:
         except ProcessorError as exc:
             if stop.is_set():
                 raise
+            # A processor that was frozen (SIGSTOP, a long GC, a partition) may fail with a
+            # stalled call rather than a fencing error; if someone took over, it is a zombie.
+            if processor is not None and await asyncio.to_thread(processor.taken_over):
+                raise FencedError(
+                    f"{exc}; another holder took this processor's partitions (fenced)"
+                ) from None
             err_console.print(
                 f"rspp run: {exc}; restarting from the committed state in {backoff:.0f}s"
             )
