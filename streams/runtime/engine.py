@@ -22,19 +22,16 @@ from streams.nodes import (
 )
 from streams.runtime.fencing import Scope
 from streams.runtime.graphs import GraphCache
+from streams.runtime.held import HeldUtterances, overflow_rule
 from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
 from streams.runtime.planning import TurnPlanner, is_past_turn, next_turn_id
 from streams.runtime.reports import OutputRecorder
 from streams.runtime.sessions import SessionState
 from streams.runtime.stats import EngineStats
-from streams.runtime.turns import ActiveTurn, TurnEnded
+from streams.runtime.turns import ActiveTurn, TurnEnded, close_left_open
 from streams.runtime.writer import EventWriter, TurnStamp
 
 __all__ = ["EngineStats", "TurnEngine"]
-
-_PENDING_LIMIT = (
-    1000  # utterance items held while the previous turn still responds (~20 s of audio)
-)
 
 
 class TurnEngine:
@@ -59,7 +56,8 @@ class TurnEngine:
         self.sessions: dict[str, SessionState] = {}
         self.turns: dict[str, ActiveTurn] = {}  # turn_id -> handle
         self.reports: deque[tuple[str, Report | TurnEnded]] = deque()
-        self.pending: dict[str, deque[ev.Envelope]] = {}
+        # Utterances that arrived while the previous turn responds (bounded; shed or refused).
+        self.held = HeldUtterances(rule=overflow_rule(bundle))
         self.dirty: set[str] = set()
         self.draining = False
         self.stats = EngineStats()
@@ -116,7 +114,16 @@ class TurnEngine:
             return self._data(session, event)
         return f"{event.event_type.value} is not an ingress event"
 
-    def shed(self, session_id: str, *, lane: str, count: int, rule: str, source: str) -> bool:
+    def shed(
+        self,
+        session_id: str,
+        *,
+        lane: str,
+        count: int,
+        rule: str,
+        source: str,
+        reason: str = "lane queue full",
+    ) -> bool:
         """Log a Shed for records the lanes dropped. False when the session is unknown."""
         session = self.sessions.get(session_id)
         if session is None or session.closed:
@@ -125,7 +132,7 @@ class TurnEngine:
         self.writer.log(
             session,
             ev.Shed(
-                reason="lane queue full",
+                reason=reason,
                 rule=rule,
                 defaulting_source=source,
                 lane=ev.Lane(lane),
@@ -136,6 +143,27 @@ class TurnEngine:
         self.dirty.add(session_id)
         self.stats.shed += count
         return True
+
+    def log_sheds(self, session_id: str | None = None) -> int:
+        """Log one SHED per session for held utterances dropped since the last call.
+
+        Called before every commit, so a drop and its SHED event land in the same
+        transaction as the dropped record's offset."""
+        rule = self.held.rule
+        logged = 0
+        if rule is None:
+            return 0
+        for sid, count in self.held.take_sheds(session_id):
+            logged += count
+            self.shed(
+                sid,
+                lane=ev.Lane.DATA.value,
+                count=count,
+                rule=rule.rule,
+                source=rule.defaulting_source,
+                reason="held utterance buffer full while the previous turn responds",
+            )
+        return logged
 
     # -- sessions -----------------------------------------------------------
     def _open_session(self, event: ev.Envelope, partition: int) -> str | None:
@@ -215,7 +243,8 @@ class TurnEngine:
 
     def _close_session(self, session: SessionState, event: ev.Envelope) -> None:
         # Take the held utterances first: aborting the active turn must not start them.
-        held = self.pending.pop(session.session_id, ())
+        self.log_sheds(session.session_id)
+        held = self.held.release(session.session_id)
         active = self._active(session)
         if active is not None:
             self._abort(session, active, reason="session closed")
@@ -243,11 +272,7 @@ class TurnEngine:
     def _data(self, session: SessionState, event: ev.Envelope) -> str | None:
         active = self._active(session)
         if active is not None and active.input_closed:
-            queue = self.pending.setdefault(session.session_id, deque())
-            if len(queue) >= _PENDING_LIMIT:
-                return "next utterance buffer full while the previous turn responds"
-            queue.append(event)
-            return None
+            return self.held.hold(session.session_id, event)
         p = event.payload
         if active is None:
             if isinstance(p, ev.EndOfUtterance):
@@ -489,16 +514,16 @@ class TurnEngine:
         """
         if self.draining:
             return
-        queue = self.pending.get(session.session_id)
-        while queue:
+        while True:
             active = self._active(session)
             if active is not None and active.input_closed:
                 return
-            event = queue.popleft()
+            event = self.held.next(session.session_id)
+            if event is None:
+                return
             reason = self._data(session, event)
             if reason is not None:
                 self.writer.dead_letter_event(event, reason=reason, partition=session.partition)
-        self.pending.pop(session.session_id, None)
 
     # -- reports ------------------------------------------------------------
     def drain_reports(self, *, limit: int = 512) -> int:
@@ -560,40 +585,15 @@ class TurnEngine:
                 self.turns.pop(turn_id, None)
         for sid in [s for s, st in self.sessions.items() if st.partition in partitions]:
             self.sessions.pop(sid, None)
-            self.pending.pop(sid, None)
+            self.held.forget(sid)
             self.dirty.discard(sid)
 
     def restore(self, session: SessionState, *, pending: Iterable[ev.Envelope] = ()) -> None:
         """Adopt a session restored from the changelog; close a turn left open by the previous
         owner, then start the utterances it held (``pending``, from the snapshot)."""
         self.sessions[session.session_id] = session
-        if session.turn is not None and session.turn.is_open:
-            stamp = TurnStamp(
-                turn_id=session.turn.turn_id,
-                plan_hash=session.turn.plan_hash,
-                bundle_id=session.bundle_id,
-                correlation_id=session.turn_correlation or session.session_id,
-            )
-            state = session.turn
-            end: ev.Envelope | None = None
-            for marker in next_markers_to_close(state):
-                if marker is Marker.ACTIVE:
-                    self.writer.log(session, ev.TurnActive(trigger="failover"), turn=stamp)
-                elif marker is Marker.ABORT:
-                    end = self.writer.log(session, ev.TurnAbort(reason="failover"), turn=stamp)
-                else:
-                    self.writer.log(
-                        session,
-                        ev.TurnClose(outcome=ev.TurnOutcome.ABORTED),
-                        turn=stamp,
-                        causation_id=end.event_id if end else None,
-                    )
-                state = state.advance(marker, reason="failover")
-            session.turn = state
-            session.turns_done += 1
+        if close_left_open(self.writer, session):
             self.stats.turns_aborted += 1
         self.dirty.add(session.session_id)
-        held = deque(pending)
-        if held:
-            self.pending[session.session_id] = held
-            self._start_pending(session)
+        self.held.restore(session.session_id, pending)
+        self._start_pending(session)

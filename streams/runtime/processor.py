@@ -396,10 +396,11 @@ class Processor:
     # -- transactions ----------------------------------------------------------------
     def _commit(self, *, with_offsets: bool = True) -> None:
         try:
+            self.engine.log_sheds()  # drops ride in the transaction that commits their offsets
             for sid in sorted(self.engine.dirty):
                 session = self.engine.sessions.get(sid)
                 if session is not None:
-                    self.writer.snapshot(session, pending=self.engine.pending.get(sid, ()))
+                    self.writer.snapshot(session, pending=self.engine.held.items(sid))
             self.engine.dirty.clear()
             offsets = self.ingress.positions() if with_offsets else []
             self.egress.commit(offsets, self.ingress.group_metadata())

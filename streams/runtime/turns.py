@@ -16,12 +16,48 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from pipelines.models.plan import ResolvedTurnPlan
+from streams.abi import events as ev
 from streams.nodes import EndOfInput, Item, Report, TurnOutcome, TurnRun
 from streams.runtime.graphs import PlanGraph
-from streams.runtime.lifecycle import TurnState
-from streams.runtime.writer import TurnStamp
+from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
+from streams.runtime.sessions import SessionState
+from streams.runtime.writer import EventWriter, TurnStamp
 
-__all__ = ["ActiveTurn", "TurnEnded"]
+__all__ = ["ActiveTurn", "TurnEnded", "close_left_open"]
+
+
+def close_left_open(writer: EventWriter, session: SessionState) -> bool:
+    """Abort (reason ``failover``) and close the turn a previous owner left open.
+
+    Returns True when there was one. Its graph ran in the dead process; only the
+    lifecycle markers it still owes are written, so the turn stays well formed.
+    """
+    if session.turn is None or not session.turn.is_open:
+        return False
+    stamp = TurnStamp(
+        turn_id=session.turn.turn_id,
+        plan_hash=session.turn.plan_hash,
+        bundle_id=session.bundle_id,
+        correlation_id=session.turn_correlation or session.session_id,
+    )
+    state = session.turn
+    end: ev.Envelope | None = None
+    for marker in next_markers_to_close(state):
+        if marker is Marker.ACTIVE:
+            writer.log(session, ev.TurnActive(trigger="failover"), turn=stamp)
+        elif marker is Marker.ABORT:
+            end = writer.log(session, ev.TurnAbort(reason="failover"), turn=stamp)
+        else:
+            writer.log(
+                session,
+                ev.TurnClose(outcome=ev.TurnOutcome.ABORTED),
+                turn=stamp,
+                causation_id=end.event_id if end else None,
+            )
+        state = state.advance(marker, reason="failover")
+    session.turn = state
+    session.turns_done += 1
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,114 @@
+"""Utterances a session sends while its previous turn still responds.
+
+They wait, per session, in a bounded buffer and start as the next turn once the
+current one closes. When the buffer is full the bundle decides: under a
+shedding profile (``low_latency`` with ``drop_oldest``) the oldest held item is
+dropped and counted, and the engine logs the count as a SHED event naming the
+rule and where it came from; otherwise the newest item is refused (the caller
+dead-letters it with the reason). Both keep "nothing lost silently": every
+ingress record is in the log, in the DLQ or counted by a SHED event.
+
+Which items are dropped depends only on the order items are held and started
+(oldest first), so the same input order gives the same shed set.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pipelines.models.resolved import PipelineBundle
+from streams.abi import events as ev
+
+__all__ = ["HeldUtterances", "OverflowRule", "overflow_rule"]
+
+# ~20 s of 20 ms audio frames: enough for one long utterance behind a slow reply.
+DEFAULT_LIMIT = 1000
+REFUSED = "next utterance buffer full while the previous turn responds"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverflowRule:
+    """The shed rule a full buffer applies, as the SHED event names it."""
+
+    rule: str
+    defaulting_source: str
+
+
+def overflow_rule(bundle: PipelineBundle) -> OverflowRule | None:
+    """The bundle's shed rule for the data lane, or None when it must not shed (block mode)."""
+    spec = bundle.resolved_spec
+    shedding = spec.shedding
+    if spec.mode.value != "low_latency" or shedding.mode.value == "block":
+        return None
+    if "data" not in shedding.shed_order.value:
+        return None
+    return OverflowRule(
+        rule=f"{spec.mode.value}/{shedding.mode.value}",
+        defaulting_source=shedding.mode.source,
+    )
+
+
+class HeldUtterances:
+    """Per-session bounded FIFO of held ingress events plus the shed counts not yet logged."""
+
+    def __init__(self, *, limit: int = DEFAULT_LIMIT, rule: OverflowRule | None = None) -> None:
+        if limit < 1:
+            raise ValueError("the held-utterance limit must be at least 1")
+        self.limit = limit
+        self.rule = rule
+        self._held: dict[str, deque[ev.Envelope]] = {}
+        self._shed: dict[str, int] = {}  # session -> dropped since the last take_sheds()
+
+    def hold(self, session_id: str, event: ev.Envelope) -> str | None:
+        """Hold ``event``; returns the refusal reason when it cannot be held (no shed rule)."""
+        queue = self._held.setdefault(session_id, deque())
+        if len(queue) >= self.limit:
+            if self.rule is None:
+                return REFUSED
+            queue.popleft()
+            self._shed[session_id] = self._shed.get(session_id, 0) + 1
+        queue.append(event)
+        return None
+
+    def next(self, session_id: str) -> ev.Envelope | None:
+        """The oldest held event of the session, removed; None when none is held."""
+        queue = self._held.get(session_id)
+        if not queue:
+            self._held.pop(session_id, None)
+            return None
+        return queue.popleft()
+
+    def items(self, session_id: str) -> Iterable[ev.Envelope]:
+        """What the session holds, oldest first (for its changelog snapshot)."""
+        return tuple(self._held.get(session_id, ()))
+
+    def restore(self, session_id: str, events: Iterable[ev.Envelope]) -> None:
+        queue = deque(events)
+        if queue:
+            self._held[session_id] = queue
+
+    def release(self, session_id: str) -> tuple[ev.Envelope, ...]:
+        """Take everything the session holds (it closed: the caller dead-letters them)."""
+        return tuple(self._held.pop(session_id, ()))
+
+    def forget(self, session_id: str) -> None:
+        """Drop the session's state without a trace (its partition moved to another owner,
+        which restores the held items from the snapshot and re-reads what was not committed)."""
+        self._held.pop(session_id, None)
+        self._shed.pop(session_id, None)
+
+    def take_sheds(self, session_id: str | None = None) -> Iterator[tuple[str, int]]:
+        """(session, count) of drops not yet logged, in first-drop order; clears them."""
+        if session_id is not None:
+            count = self._shed.pop(session_id, 0)
+            if count:
+                yield session_id, count
+            return
+        while self._shed:
+            sid = next(iter(self._shed))
+            yield sid, self._shed.pop(sid)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._held.values())

@@ -1,0 +1,175 @@
+"""Held utterances: bounded, shed oldest-first under the low-latency profile, never silent.
+
+A session that keeps talking while its previous turn responds has its next
+utterances held. Past the limit, a shedding bundle drops the oldest and the
+engine logs the count as a SHED event (rule + defaulting source); a bundle that
+must not shed refuses the newest item with a reason (the processor dead-letters
+it). Property: the same hold/start order gives the same shed set, and every item
+is exactly one of started, still held, shed or refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.abi import events as ev
+from streams.runtime.held import REFUSED, HeldUtterances, OverflowRule, overflow_rule
+from streams.testing import check_log
+from tests.runtime.test_engine_properties import BUNDLE, SESSION, _Driver
+
+RULE = OverflowRule(rule="low_latency/drop_oldest", defaulting_source="profile")
+
+
+def _event(i: int) -> ev.Envelope:
+    return ev.Envelope.new(
+        ev.Transcript(kind=ev.TranscriptKind.FINAL, text=f"utterance {i}"),
+        tenant_id="acme",
+        session_id="s",
+        seq=i,
+        event_id=f"in-{i}",
+    )
+
+
+ops = st.lists(st.sampled_from(["hold", "hold", "hold", "next"]), max_size=120)
+
+
+def _run(
+    script: list[str], *, limit: int, rule: OverflowRule | None
+) -> tuple[list[str], list[str], list[str], list[str], int]:
+    held = HeldUtterances(limit=limit, rule=rule)
+    started: list[str] = []
+    refused: list[str] = []
+    sent: list[str] = []
+    for i, op in enumerate(script):
+        if op == "hold":
+            sent.append(f"in-{i}")
+            if held.hold("s", _event(i)) is not None:
+                refused.append(f"in-{i}")
+        else:
+            item = held.next("s")
+            if item is not None:
+                started.append(item.event_id)
+    remaining = [e.event_id for e in held.items("s")]
+    shed_count = sum(count for _, count in held.take_sheds())
+    return sent, started, remaining, refused, shed_count
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops, st.integers(min_value=1, max_value=8), st.booleans())
+def test_every_held_item_is_started_held_shed_or_refused(
+    script: list[str], limit: int, shedding: bool
+) -> None:
+    rule = RULE if shedding else None
+    sent, started, remaining, refused, shed = _run(script, limit=limit, rule=rule)
+    accounted = set(started) | set(remaining) | set(refused)
+    assert len(started) + len(remaining) + len(refused) + shed == len(sent)
+    assert len(accounted) == len(started) + len(remaining) + len(refused)  # none twice
+    assert len(remaining) <= limit
+    # Items start in arrival order; what sheds is always older than what survives.
+    order = {eid: n for n, eid in enumerate(sent)}
+    survivors = started + remaining
+    assert survivors == sorted(survivors, key=order.__getitem__)
+    if shedding:
+        assert refused == []
+    else:
+        assert shed == 0
+    # Same order in, same shed set out.
+    assert _run(script, limit=limit, rule=rule) == (sent, started, remaining, refused, shed)
+
+
+def test_shed_counts_are_per_session_in_first_drop_order() -> None:
+    held = HeldUtterances(limit=1, rule=RULE)
+    for sid in ("b", "a", "b"):
+        held.hold(sid, _event(0))
+        held.hold(sid, _event(1))
+    assert list(held.take_sheds("a")) == [("a", 1)]
+    assert list(held.take_sheds()) == [("b", 3)]
+    assert list(held.take_sheds()) == []
+
+
+def test_refusal_names_the_buffer() -> None:
+    held = HeldUtterances(limit=1, rule=None)
+    assert held.hold("s", _event(0)) is None
+    assert held.hold("s", _event(1)) == REFUSED
+
+
+def test_the_shipped_low_latency_bundle_sheds_by_its_profile_rule() -> None:
+    rule = overflow_rule(BUNDLE)
+    assert rule == OverflowRule(rule="low_latency/drop_oldest", defaulting_source="profile")
+
+
+def _in_loop(body: Callable[[], None]) -> None:
+    """Turns start node tasks: the engine needs a running loop (no await happens here)."""
+
+    async def go() -> None:
+        body()
+
+    asyncio.run(go())
+
+
+def _flooded(driver: _Driver, finals: int) -> None:
+    driver.ingress(ev.SessionOpen(transport="sdk", locale="en-US"))
+    for i in range(finals):
+        driver.ingress(ev.Transcript(kind=ev.TranscriptKind.FINAL, text=f"stop {i}"))
+
+
+def test_engine_logs_one_shed_event_for_a_flooded_session_and_keeps_the_newest() -> None:
+    _in_loop(_engine_logs_one_shed_event_for_a_flooded_session_and_keeps_the_newest)
+
+
+def _engine_logs_one_shed_event_for_a_flooded_session_and_keeps_the_newest() -> None:
+    driver = _Driver()
+    driver.engine.held.limit = 4
+    # The first final opens a turn (its input closes at once); the next 10 wait behind it.
+    _flooded(driver, 11)
+    assert driver.dlq == []
+    assert driver.engine.log_sheds() == 6
+    held = [e.event_id for e in driver.engine.held.items(SESSION)]
+    assert held == ["in-8", "in-9", "in-10", "in-11"]  # oldest-first shedding keeps the newest
+    rows = driver.sink.log()
+    sheds = [r.event.payload for r in rows if isinstance(r.event.payload, ev.Shed)]
+    assert sheds == [
+        ev.Shed(
+            reason="held utterance buffer full while the previous turn responds",
+            rule="low_latency/drop_oldest",
+            defaulting_source="profile",
+            lane=ev.Lane.DATA,
+            shed_count=6,
+        )
+    ]
+    assert driver.engine.log_sheds() == 0  # logged once
+    driver.engine.draining = True
+    driver.engine.abort_all(reason="drain")
+    assert check_log(driver.sink.log()) == []
+
+
+def test_closing_a_flooded_session_logs_its_sheds_before_the_close() -> None:
+    _in_loop(_closing_a_flooded_session_logs_its_sheds_before_the_close)
+
+
+def _closing_a_flooded_session_logs_its_sheds_before_the_close() -> None:
+    driver = _Driver()
+    driver.engine.held.limit = 2
+    _flooded(driver, 5)
+    driver.ingress(ev.SessionClose(reason="bye"))
+    types = [r.event.event_type for r in driver.sink.log()]
+    assert types.index(ev.EventType.SHED) < types.index(ev.EventType.SESSION_CLOSE)
+    # The two still held never ran: the processor dead-letters them with the reason.
+    assert driver.engine.held.items(SESSION) == ()
+
+
+def test_without_a_shed_rule_the_newest_utterance_is_refused() -> None:
+    _in_loop(_without_a_shed_rule_the_newest_utterance_is_refused)
+
+
+def _without_a_shed_rule_the_newest_utterance_is_refused() -> None:
+    driver = _Driver()
+    driver.engine.held.limit = 3
+    driver.engine.held.rule = None
+    _flooded(driver, 6)
+    assert driver.dlq == [REFUSED, REFUSED]
+    assert driver.engine.log_sheds() == 0
