@@ -12,7 +12,7 @@ import functools
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -219,11 +219,15 @@ class KafkaLogSource:
     def __init__(self, bootstrap: str, prefix: str, *, session: str | None = None,
                  tenant: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, idle_timeout_s: float = 10.0,
-                 codec: EventCodec | None = None) -> None:
+                 codec: EventCodec | None = None, topic: str | None = None,
+                 start_offsets: Mapping[int, int] | None = None) -> None:
+        """``topic`` overrides ``<prefix>.log`` (the DLQ holds envelopes too);
+        ``start_offsets`` (partition -> first offset to read) resumes an incremental load."""
         from streams.topics import TopicLayout, TopicRole
 
         self.bootstrap, self.prefix = bootstrap, prefix
-        self.topic = TopicLayout(prefix=prefix).topic(TopicRole.LOG)
+        self.topic = topic or TopicLayout(prefix=prefix).topic(TopicRole.LOG)
+        self._start_offsets = dict(start_offsets or {})
         self.name = self.topic
         self.idle_timeout_s = idle_timeout_s
         self._codec = codec
@@ -252,6 +256,7 @@ class KafkaLogSource:
             starts: dict[int, int] = {}
             for p in sorted(topic_meta.partitions):
                 low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                low = max(low, self._start_offsets.get(p, low))
                 if high > low:
                     starts[p], ends[p] = low, high
             if not ends:

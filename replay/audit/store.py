@@ -83,17 +83,24 @@ class AuditStore:
                    idle_timeout_s: float = 10.0) -> LoadResult:
         """Load new records of ``<prefix>.log`` (and ``<prefix>.dlq``) read_committed."""
         started = time.perf_counter()
-        log = KafkaLogSource(bootstrap, prefix, idle_timeout_s=idle_timeout_s)
+        from streams.topics import TopicLayout
+
+        layout = TopicLayout(prefix=prefix)
         with self._connect(read_only=False) as con:
             create_schema(con, path=str(self.path))
+
+            def source(topic: str) -> KafkaLogSource:
+                # Resume after what this database holds: loaded records are not read again.
+                done = dict(con.execute("SELECT partition, next_offset FROM loaded WHERE source = ?",
+                                        [topic]).fetchall())
+                return KafkaLogSource(bootstrap, prefix, idle_timeout_s=idle_timeout_s, topic=topic,
+                                      start_offsets=done)
+
+            log = source(layout.log)
             events, skipped = self._load(con, log, kind="kafka", topic=log.topic, table="events")
             dead = 0
             if dlq:
-                from streams.topics import TopicLayout
-
-                # KafkaLogSource reads whichever topic ``topic`` names; the DLQ holds envelopes too.
-                dead_source = KafkaLogSource(bootstrap, prefix, idle_timeout_s=idle_timeout_s)
-                dead_source.topic = dead_source.name = TopicLayout(prefix=prefix).dlq
+                dead_source = source(layout.dlq)
                 dead, more = self._load(con, dead_source, kind="kafka", topic=dead_source.topic,
                                         table="dead_letters")
                 skipped += more

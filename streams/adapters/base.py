@@ -34,6 +34,7 @@ message ``{"type": "barge_in"}``; the bridge's per-caller reply track
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,14 @@ class AdapterConfig:
     prefix: str
     tenant_id: str = "default"
     partitions: int = 6
+    # How far back the log follower starts (None: the whole log). An adapter only plays
+    # sessions it opened, so history older than its own start is never needed.
+    follow_lookback_s: float | None = 30.0
+
+    def follow_since_ms(self) -> int | None:
+        if self.follow_lookback_s is None:
+            return None
+        return int((time.time() - self.follow_lookback_s) * 1000)
 
 
 class RuntimeAdapter(Protocol):

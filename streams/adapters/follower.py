@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
+from streams.abi.errors import CodecError
 from streams.topics import TopicLayout
 
 __all__ = ["LogFollower", "Playback", "SessionView", "TurnView"]
@@ -67,12 +68,17 @@ class LogFollower:
         prefix: str,
         partitions: int,
         on_playback: Callable[[Playback], None] | None = None,
+        since_ms: int | None = None,
     ) -> None:
+        """``since_ms`` (epoch milliseconds): start at the first log record written at or
+        after it, so a bridge on a long-lived prefix does not replay the whole history;
+        None reads the log from its beginning."""
         self.layout = TopicLayout(prefix=prefix, partitions=partitions)
         self.codec = EventCodec()
         self.sessions: dict[str, SessionView] = {}
         self.lock = threading.Lock()
         self.events = 0
+        self.undecodable = 0  # log records this build cannot decode (skipped, counted)
         self._audio_by_output: dict[str, bytes] = {}
         self._on_playback = on_playback
         self._stop = threading.Event()
@@ -85,10 +91,19 @@ class LogFollower:
                 "fetch.wait.max.ms": 10,
             }
         )
-        self._consumer.assign(
-            [TopicPartition(self.layout.log, p, OFFSET_BEGINNING) for p in range(partitions)]
-        )
+        self._consumer.assign(self._start_positions(partitions, since_ms))
         self._thread = threading.Thread(target=self._run, name="rspp-log-follower", daemon=True)
+
+    def _start_positions(self, partitions: int, since_ms: int | None) -> list[TopicPartition]:
+        if since_ms is None:
+            return [TopicPartition(self.layout.log, p, OFFSET_BEGINNING) for p in range(partitions)]
+        wanted = [TopicPartition(self.layout.log, p, since_ms) for p in range(partitions)]
+        found = self._consumer.offsets_for_times(wanted, timeout=10)
+        # -1: nothing written at or after since_ms yet on that partition: follow from its end.
+        return [
+            TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+            for tp in found
+        ]
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -115,7 +130,12 @@ class LogFollower:
                 value = msg.value()
                 if msg.error() is not None or value is None:
                     continue
-                playback = self._apply(self.codec.decode(value))
+                try:
+                    event = self.codec.decode(value)
+                except CodecError:
+                    self.undecodable += 1  # a newer writer's event: not ours to play
+                    continue
+                playback = self._apply(event)
                 if playback is not None and self._on_playback is not None:
                     self._on_playback(playback)
 

@@ -134,6 +134,7 @@ class LiveKitRoomBridge:
             prefix=config.prefix,
             partitions=config.partitions,
             on_playback=self._from_follower,
+            since_ms=config.follow_since_ms(),
         )
         self.room = rtc.Room()
         self._sessions: dict[str, VoiceSession] = {}

@@ -28,7 +28,10 @@ class ReferenceAdapter:
             bootstrap=config.bootstrap, prefix=config.prefix, tenant_id=config.tenant_id
         )
         self.follower = LogFollower(
-            bootstrap=config.bootstrap, prefix=config.prefix, partitions=config.partitions
+            bootstrap=config.bootstrap,
+            prefix=config.prefix,
+            partitions=config.partitions,
+            since_ms=config.follow_since_ms(),
         )
         self.follower.start()
         self._sessions: dict[str, VoiceSession] = {}

@@ -336,7 +336,13 @@ def produce(
     address = resolve_bootstrap(bootstrap, timeout=15)
     client = VoiceClient(bootstrap=address, prefix=prefix, tenant_id=tenant)
     follower = (
-        LogFollower(bootstrap=address, prefix=prefix, partitions=partitions).start()
+        # Only this command's session matters: skip older history on a long-lived prefix.
+        LogFollower(
+            bootstrap=address,
+            prefix=prefix,
+            partitions=partitions,
+            since_ms=int((_time.time() - 30) * 1000),
+        ).start()
         if wait > 0
         else None
     )
