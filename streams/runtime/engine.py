@@ -12,7 +12,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from pipelines.canonical import canonical_json
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
 from streams.nodes import (
@@ -366,7 +365,7 @@ class TurnEngine:
             session,
             ev.TurnOpen(
                 plan_hash=plan.plan_hash,
-                plan_json=canonical_json(plan.model_dump(mode="json")).decode(),
+                plan_json=plan.plan_json,
             ),
             turn=stamp,  # no causation: the triggering input is recorded right after TURN_ACTIVE
         )

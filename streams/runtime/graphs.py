@@ -9,17 +9,31 @@ enter the graph after its audio-input node.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from pipelines.models.plan import ResolvedTurnPlan
-from pipelines.models.resolved import ResolvedNode
+from pipelines.models.resolved import ResolvedEdge, ResolvedNode
 from streams.nodes import EdgeSpec, Graph, NodeDecl, NodeRegistry, ProviderPolicy, build_graph
 from streams.runtime.errors import ProcessorError
 
-__all__ = ["GraphCache", "PlanGraph"]
+__all__ = ["GraphCache", "PlanGraph", "PlanShape"]
 
 _AUDIO = "audio/"
 _DEGRADES = {"fail_turn", "skip", "text_only", "canned_reply"}
+
+
+class PlanShape(Protocol):
+    """What a graph is built from: a FrozenTurnPlan or a ResolvedTurnPlan."""
+
+    @property
+    def resolved_turn_plan_id(self) -> str: ...
+    @property
+    def bundle_digest(self) -> str: ...
+    @property
+    def nodes(self) -> Sequence[ResolvedNode]: ...
+    @property
+    def edges(self) -> Sequence[ResolvedEdge]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +65,7 @@ def _decl(node: ResolvedNode) -> NodeDecl:
     )
 
 
-def _sink(plan: ResolvedTurnPlan) -> str:
+def _sink(plan: PlanShape) -> str:
     sources = {e.source for e in plan.edges}
     sinks = [n.id for n in plan.nodes if n.id not in sources]
     if len(sinks) != 1:
@@ -61,7 +75,7 @@ def _sink(plan: ResolvedTurnPlan) -> str:
     return sinks[0]
 
 
-def _entry(plan: ResolvedTurnPlan) -> str:
+def _entry(plan: PlanShape) -> str:
     targets = {e.target for e in plan.edges}
     entries = [n.id for n in plan.nodes if n.id not in targets]
     if len(entries) != 1:
@@ -78,7 +92,7 @@ class GraphCache:
         self._registry = registry
         self._graphs: dict[tuple[str, tuple[str, ...], bool], PlanGraph] = {}
 
-    def for_plan(self, plan: ResolvedTurnPlan, *, text_input: bool) -> PlanGraph:
+    def for_plan(self, plan: PlanShape, *, text_input: bool) -> PlanGraph:
         key = (plan.bundle_digest, tuple(n.id for n in plan.nodes), text_input)
         cached = self._graphs.get(key)
         if cached is None:
@@ -86,7 +100,7 @@ class GraphCache:
             self._graphs[key] = cached
         return cached
 
-    def _build(self, plan: ResolvedTurnPlan, *, text_input: bool) -> PlanGraph:
+    def _build(self, plan: PlanShape, *, text_input: bool) -> PlanGraph:
         by_id = {n.id: n for n in plan.nodes}
         entry = _entry(plan)
         nodes = list(plan.nodes)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.models.plan import (
-    LeaseSnapshot,
-    ResolvedTurnPlan,
-    RoutingSnapshot,
-    SessionSnapshot,
-    TurnOpenRequest,
-)
 from pipelines.models.resolved import PipelineBundle
-from pipelines.plans import TurnPlanResolver
+from pipelines.plans import FrozenTurnPlan, TurnPlanResolver
 from streams.abi import events as ev
 from streams.runtime.sessions import SessionState
 
@@ -18,7 +11,11 @@ __all__ = ["TurnPlanner", "is_past_turn", "next_turn_id"]
 
 
 class TurnPlanner:
-    """Builds the inputs of :class:`TurnPlanResolver` from runtime state (one per engine)."""
+    """Builds the inputs of :class:`TurnPlanResolver` from runtime state (one per engine).
+
+    Plans are frozen with :meth:`TurnPlanResolver.freeze`: the same plan (hash and
+    canonical JSON) as ``resolve`` with the snapshots built from the same values.
+    """
 
     def __init__(self, *, bundle: PipelineBundle, processor_id: str, prefix: str) -> None:
         self.bundle = bundle
@@ -34,55 +31,68 @@ class TurnPlanner:
         turn_id: str,
         trigger: str,
         epoch: int,
-    ) -> ResolvedTurnPlan:
-        return self._resolve(
-            session=SessionSnapshot(
-                tenant_id=session.tenant_id,
-                session_id=session.session_id,
-                pinned_bundle_digest=self.bundle.digest,
-                next_seq=session.next_seq,
-                last_epoch=session.epoch,
-                open_turns=0,
-            ),
-            turn=TurnOpenRequest(
-                turn_id=turn_id,
-                trigger=trigger,
-                correlation_id=trigger_event.correlation.correlation_id,
-                # The client's clock, not ours: a replayed plan derives the same value.
-                opened_at_us=int(trigger_event.ts.timestamp() * 1_000_000),
-            ),
+    ) -> FrozenTurnPlan:
+        return self._freeze(
+            tenant_id=session.tenant_id,
+            session_id=session.session_id,
+            next_seq=session.next_seq,
+            last_epoch=session.epoch,
+            turn_id=turn_id,
+            trigger=trigger,
+            correlation_id=trigger_event.correlation.correlation_id,
+            # The client's clock, not ours: a replayed plan derives the same value.
+            opened_at_us=int(trigger_event.ts.timestamp() * 1_000_000),
             epoch=epoch,
             partition=session.partition,
         )
 
-    def warmup_plan(self) -> ResolvedTurnPlan:
+    def warmup_plan(self) -> FrozenTurnPlan:
         """A plan of the bundle's shape, to build graphs (load models) before the first turn."""
-        return self._resolve(
-            session=SessionSnapshot(
-                tenant_id="__warmup__",
-                session_id="__warmup__",
-                pinned_bundle_digest=self.bundle.digest,
-                next_seq=0,
-                last_epoch=0,
-            ),
-            turn=TurnOpenRequest(
-                turn_id="warmup", trigger="warmup", correlation_id="warmup", opened_at_us=0
-            ),
+        return self._freeze(
+            tenant_id="__warmup__",
+            session_id="__warmup__",
+            next_seq=0,
+            last_epoch=0,
+            turn_id="warmup",
+            trigger="warmup",
+            correlation_id="warmup",
+            opened_at_us=0,
             epoch=0,
             partition=0,
         )
 
-    def _resolve(
-        self, *, session: SessionSnapshot, turn: TurnOpenRequest, epoch: int, partition: int
-    ) -> ResolvedTurnPlan:
-        return self.resolver.resolve(
+    def _freeze(
+        self,
+        *,
+        tenant_id: str,
+        session_id: str,
+        next_seq: int,
+        last_epoch: int,
+        turn_id: str,
+        trigger: str,
+        correlation_id: str,
+        opened_at_us: int,
+        epoch: int,
+        partition: int,
+    ) -> FrozenTurnPlan:
+        return self.resolver.freeze(
             bundle=self.bundle,
-            session=session,
-            turn=turn,
-            lease=LeaseSnapshot(epoch=epoch, holder=self.processor_id, partition=partition),
-            routing=RoutingSnapshot(
-                topic_prefix=self.prefix, partition=partition, processor_id=self.processor_id
-            ),
+            tenant_id=tenant_id,
+            session_id=session_id,
+            pinned_bundle_digest=self.bundle.digest,
+            next_seq=next_seq,
+            last_epoch=last_epoch,
+            open_turns=0,
+            turn_id=turn_id,
+            trigger=trigger,
+            correlation_id=correlation_id,
+            opened_at_us=opened_at_us,
+            lease_epoch=epoch,
+            lease_holder=self.processor_id,
+            lease_partition=partition,
+            topic_prefix=self.prefix,
+            routing_partition=partition,
+            processor_id=self.processor_id,
         )
 
 

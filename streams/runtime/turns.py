@@ -15,7 +15,7 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from pipelines.models.plan import ResolvedTurnPlan
+from pipelines.plans import FrozenTurnPlan
 from streams.abi import events as ev
 from streams.nodes import EndOfInput, Item, Report, TurnOutcome, TurnRun
 from streams.runtime.graphs import PlanGraph
@@ -73,7 +73,7 @@ class ActiveTurn:
 
     state: TurnState
     stamp: TurnStamp
-    plan: ResolvedTurnPlan
+    plan: FrozenTurnPlan
     graph: PlanGraph
     session_id: str
     opened_ns: int
