@@ -4,8 +4,14 @@
   through the processor — transactional log, turn lifecycle, plans, snapshots —
   in ingress events/s (first consumed to last turn committed), vs the raw
   confluent-kafka pass-through of the same records. Goal >= 0.5x.
-- **Faust peer**: the same job as a faust-streaming agent (decode, normalise,
-  rule reply, produce), same records, same broker. Goal: RSPP >= 2x Faust.
+- **Faust peer**: the same job as a faust-streaming agent, same records, same
+  broker: the same nine log records per turn (frozen plan, lifecycle, recorded
+  input, node outputs, acceptance; seq, correlation, causation, headers) with
+  the session state in a Faust table, at-least-once (less than RSPP's
+  exactly-once: Faust's ``exactly_once`` left no transaction markers in the log
+  against this broker, so it is not claimed). Goal: RSPP >= 2x Faust. For
+  reference also the least a Faust agent could do (one reply record per
+  transcript): not the same job, no goal.
 - **Transactions on vs off**: the same processor with an idempotent,
   non-transactional producer and plain offset commits. Goal: overhead <= 15%.
 - **RSS under a 10x data flood**: ``rspp run`` (subprocess, the STT/TTS voice
@@ -136,11 +142,12 @@ def _rspp_rate(bootstrap: str, prefix: str, bundle: Path, total: int, *, transac
 
 
 def _faust_rate(
-    bootstrap: str, source: str, sink: str, total: int, *, bundle: Path, workdir: Path
+    bootstrap: str, source: str, sink: str, total: int, *, bundle: Path, workdir: Path, mode: str
 ) -> dict[str, Any]:
     out = workdir / f"faust-{uuid.uuid4().hex[:6]}.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.runtime_faust", bootstrap, source, sink, str(total), str(bundle), str(out)],
+        [sys.executable, "-m", "bench.runtime_faust", bootstrap, source, sink, str(total), str(bundle),
+         str(out), mode],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -253,7 +260,10 @@ def run(*, quick: bool, bootstrap: str) -> list[dict[str, Any]]:
     passthrough = passthrough_rate(bootstrap, source=peer.data, sink=peer.telemetry, count=total)
     txn = _rspp_rate(bootstrap, layouts["txn"].prefix, bundle, total, transactional=True)
     notxn = _rspp_rate(bootstrap, layouts["notxn"].prefix, bundle, total, transactional=False)
-    faust = _faust_rate(bootstrap, peer.data, peer.log, total, bundle=bundle, workdir=workdir)
+    faust = _faust_rate(bootstrap, peer.data, peer.log, total, bundle=bundle, workdir=workdir,
+                        mode="log")
+    faust_min = _faust_rate(bootstrap, peer.data, peer.control, total, bundle=bundle,
+                            workdir=workdir, mode="reply")
     flood = _flood_rss(bootstrap, seconds=12.0 if quick else 30.0, sessions=8)
     shape = f"{sessions} sessions x {per_session} final transcripts"
     overhead = 1.0 - txn["rate"] / notxn["rate"]
@@ -262,9 +272,13 @@ def run(*, quick: bool, bootstrap: str) -> list[dict[str, Any]]:
         BenchRow(name=f"runtime throughput, transcript-only ({shape})", unit="ev/s",
                  value=txn["rate"], baseline="raw confluent-kafka pass-through",
                  baseline_value=passthrough, goal=">= 0.5x", extra=txn),
-        BenchRow(name="runtime throughput vs faust-streaming agent", unit="ev/s",
-                 value=txn["rate"], baseline="faust-streaming (same job)",
+        BenchRow(name="runtime throughput vs faust-streaming agent, same log", unit="ev/s",
+                 value=txn["rate"], baseline="faust-streaming, same 9 records/turn + table",
                  baseline_value=faust["rate"], goal=">= 2x", extra={"faust": faust}),
+        BenchRow(name="runtime throughput vs minimal faust agent (not the same job)", unit="ev/s",
+                 value=txn["rate"], baseline="faust-streaming, 1 reply record/transcript",
+                 baseline_value=faust_min["rate"], goal="reference only",
+                 extra={"faust": faust_min}),
         BenchRow(name="runtime with transactions (exactly-once)", unit="ev/s", value=txn["rate"],
                  baseline="same, idempotent producer + offset commits", baseline_value=notxn["rate"],
                  goal="overhead <= 15% (ratio >= 0.85)",
