@@ -9,7 +9,7 @@ instance runs on one asyncio loop; no locking is needed.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 
 from pipelines.models.resolved import PipelineBundle
@@ -54,6 +54,7 @@ class TurnEngine:
         self.planner = TurnPlanner(bundle=bundle, processor_id=processor_id, prefix=prefix)
         self.sessions: dict[str, SessionState] = {}
         self.turns: dict[str, ActiveTurn] = {}  # turn_id -> handle
+        self._open_by_tenant: Counter[str] = Counter()  # admission: open turns per tenant
         self.reports: deque[tuple[str, Report | TurnEnded]] = deque()
         # Utterances that arrived while the previous turn responds (bounded; shed or refused).
         self.held = HeldUtterances(rule=overflow_rule(bundle))
@@ -314,18 +315,14 @@ class TurnEngine:
         dropped = active.feed(item)
         if dropped:
             edge = next((e for e in active.plan.edges if e.source == active.graph.entry), None)
-            self.writer.log(
-                session,
-                ev.Shed(
-                    reason="turn input full",
-                    rule=f"edge overflow {edge.overflow.value if edge else 'drop_oldest'}",
-                    defaulting_source=edge.overflow.source if edge else "runtime default",
-                    lane=ev.Lane.DATA,
-                    shed_count=dropped,
-                ),
-                turn=active.stamp,
+            self.shed(
+                session.session_id,
+                lane=ev.Lane.DATA.value,
+                count=dropped,
+                rule=f"edge overflow {edge.overflow.value if edge else 'drop_oldest'}",
+                source=edge.overflow.source if edge else "runtime default",
+                reason="turn input full",
             )
-            self.stats.shed += dropped
 
     def _record_input(self, session: SessionState, active: ActiveTurn, event: ev.Envelope) -> None:
         recorded = self.writer.log(
@@ -334,9 +331,11 @@ class TurnEngine:
         active.last_input_event = recorded.event_id
 
     def _tenant_turns(self, tenant: str) -> int:
-        return sum(
-            1 for t in self.turns.values() if self.sessions[t.session_id].tenant_id == tenant
-        )
+        return self._open_by_tenant.get(tenant, 0)
+
+    def _forget_turn(self, turn_id: str, tenant: str) -> None:
+        if self.turns.pop(turn_id, None) is not None:
+            self._open_by_tenant[tenant] -= 1
 
     def _open_turn(
         self, session: SessionState, event: ev.Envelope, *, text_input: bool
@@ -358,9 +357,8 @@ class TurnEngine:
             plan_hash=plan.plan_hash,
             lease_epoch=epoch,
         )
-        session.fence.session_cancelled = (
-            False  # a session cancel ends the work in flight, not the session
-        )
+        # A session cancel ends the work in flight, not the session.
+        session.fence.session_cancelled = False
         opened = self.writer.log(
             session,
             ev.TurnOpen(
@@ -385,6 +383,7 @@ class TurnEngine:
         session.turn = state
         session.turn_correlation = stamp.correlation_id
         self.turns[turn_id] = active
+        self._open_by_tenant[session.tenant_id] += 1
         active.start(self.reports)
         self.stats.turns_opened += 1
         return active
@@ -501,7 +500,7 @@ class TurnEngine:
         session.turn = active.state
         session.turns_done += 1
         session.fence.forget_turn(state.turn_id)
-        self.turns.pop(state.turn_id, None)
+        self._forget_turn(state.turn_id, session.tenant_id)
         self.dirty.add(session.session_id)
         self._start_pending(session)
 
@@ -581,7 +580,7 @@ class TurnEngine:
         for turn_id, active in list(self.turns.items()):
             if self.sessions[active.session_id].partition in partitions:
                 active.cancel()
-                self.turns.pop(turn_id, None)
+                self._forget_turn(turn_id, self.sessions[active.session_id].tenant_id)
         for sid in [s for s, st in self.sessions.items() if st.partition in partitions]:
             self.sessions.pop(sid, None)
             self.held.forget(sid)

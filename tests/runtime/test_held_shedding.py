@@ -173,3 +173,28 @@ def _without_a_shed_rule_the_newest_utterance_is_refused() -> None:
     _flooded(driver, 6)
     assert driver.dlq == [REFUSED, REFUSED]
     assert driver.engine.log_sheds() == 0
+
+
+def test_audio_beyond_the_turn_input_bound_is_shed_oldest_first_with_the_edge_rule() -> None:
+    _in_loop(_audio_beyond_the_turn_input_bound_is_shed_oldest_first_with_the_edge_rule)
+
+
+def _audio_beyond_the_turn_input_bound_is_shed_oldest_first_with_the_edge_rule() -> None:
+    driver = _Driver()
+    driver.ingress(ev.SessionOpen(transport="sdk", locale="en-US"))
+    chunks = 300
+    for i in range(chunks):  # no await: the turn's feeder never drains its queue here
+        driver.ingress(
+            ev.AudioChunk(codec="pcm16", sample_rate=16000, channels=1, seq=i, audio=bytes(640))
+        )
+    turn = next(iter(driver.engine.turns.values()))
+    bound = turn.graph.input_capacity * 4
+    sheds = [r.event for r in driver.sink.log() if isinstance(r.event.payload, ev.Shed)]
+    assert sheds, "nothing shed past the bound"
+    assert sum(e.payload.shed_count for e in sheds) == chunks - bound  # type: ignore[union-attr]
+    assert {(e.payload.reason, e.payload.rule, e.turn_id) for e in sheds} == {  # type: ignore[union-attr]
+        ("turn input full", "edge overflow drop_oldest", turn.state.turn_id)
+    }
+    driver.engine.draining = True
+    driver.engine.abort_all(reason="drain")
+    assert check_log(driver.sink.log()) == []
