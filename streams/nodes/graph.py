@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
@@ -66,6 +66,16 @@ class _Edge:
             return
         await self.queue.put(item)
         self.high_water = max(self.high_water, self.queue.qsize())
+
+    def offer(self, item: Item | EndOfInput) -> bool:
+        """Put without waiting; False when the queue is full (nothing was put)."""
+        if self.closed:
+            return True
+        if self.queue.full():
+            return False
+        self.queue.put_nowait(item)
+        self.high_water = max(self.high_water, self.queue.qsize())
+        return True
 
     def close(self) -> None:
         self.closed = True
@@ -170,11 +180,16 @@ class TurnRun:
         self._failure: tuple[str, str] | None = None
         self._pumps: dict[str, list[asyncio.Task[None]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_done: list[Callable[[TurnOutcome], None]] = []
+        self._running = 0
         for node_id in graph.order:
             inbox = self._inbox(node_id)
             self._tasks[node_id] = asyncio.create_task(
                 self._run_node(node_id, contexts[node_id], inbox), name=f"node:{node_id}"
             )
+        for task in self._all_tasks():
+            self._running += 1
+            task.add_done_callback(self._task_done)
 
     def _inbox(self, node_id: str) -> tuple[asyncio.Queue[Item | EndOfInput], int]:
         incoming = [e for e in self._edges if e.spec.dst == node_id]
@@ -203,6 +218,23 @@ class TurnRun:
         """Signal the end of the utterance: the entry node flushes, then the graph drains."""
         await self._input.put(END_OF_INPUT)
 
+    def offer(self, item: Item | EndOfInput) -> bool:
+        """:meth:`feed` (or, with ``END_OF_INPUT``, :meth:`end_input`) without waiting:
+        False when the input edge is full and the caller must ``await`` instead."""
+        return self._input.offer(item)
+
+    def on_done(self, callback: Callable[[TurnOutcome], None]) -> None:
+        """Call ``callback(outcome)`` once every task of the turn has ended (as :meth:`wait`
+        would return it), without a task waiting for that."""
+        self._on_done.append(callback)
+
+    def _task_done(self, _task: asyncio.Task[None]) -> None:
+        self._running -= 1
+        if self._running == 0 and self._on_done:
+            outcome = self._outcome()
+            for callback in self._on_done:
+                callback(outcome)
+
     def cancel(self) -> None:
         """Cancel the turn scope: every node task and provider call stops."""
         self._turn_cancelled = True
@@ -229,6 +261,9 @@ class TurnRun:
             self.cancel()
             await asyncio.wait(tasks)
             raise
+        return self._outcome()
+
+    def _outcome(self) -> TurnOutcome:
         for node_id in self._graph.order:
             if node_id not in self._ended:  # cancelled before its task ever ran
                 self._finish(node_id, "cancelled", 0, None)

@@ -11,7 +11,6 @@ dropped instead of reaching egress.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -88,11 +87,10 @@ class ActiveTurn:
     first_output_ns: int | None = None
     run: TurnRun | None = None
     _pending: deque[Item | EndOfInput] = field(default_factory=deque)
-    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
     def start(self, post: deque[tuple[str, Report | TurnEnded]]) -> None:
-        """Start the graph and the feeder; reports go to ``post`` tagged with the turn id."""
+        """Start the graph; reports and the end go to ``post`` tagged with the turn id."""
         turn_id = self.state.turn_id
 
         def report(r: Report) -> None:
@@ -106,7 +104,9 @@ class ActiveTurn:
             reporter=report,
             turn_timeout_s=self.plan.turn_timeout_ms / 1000.0,
         )
-        self._task = asyncio.create_task(self._drive(post), name=f"turn:{turn_id}")
+        # No task waits for the graph: its last task posts the end (a cancelled turn's end
+        # arrives after the engine closed it and is dropped there like any late report).
+        self.run.on_done(lambda outcome: post.append((turn_id, TurnEnded(outcome))))
 
     def feed(self, item: Item) -> int:
         """Queue one input item; returns how many queued items were shed to stay bounded."""
@@ -118,7 +118,7 @@ class ActiveTurn:
             self._pending.popleft()
             shed += 1
         self._pending.append(item)
-        self._wakeup.set()
+        self._push()
         self.shed_inputs += shed
         return shed
 
@@ -126,7 +126,18 @@ class ActiveTurn:
         if not self.input_closed:
             self.input_closed = True
             self._pending.append(EndOfInput("end_of_utterance"))
-            self._wakeup.set()
+            self._push()
+
+    def _push(self) -> None:
+        """Hand queued input to the graph now while its input edge has room; the rest waits
+        in ``_pending`` (bounded above) for a feeder task that awaits the room."""
+        run = self.run
+        assert run is not None
+        if self._task is None or self._task.done():
+            while self._pending and run.offer(self._pending[0]):
+                self._pending.popleft()
+            if self._pending:
+                self._task = asyncio.create_task(self._drive(), name=f"feed:{self.state.turn_id}")
 
     def cancel(self) -> None:
         """Cancel the turn scope: every node task and provider call stops."""
@@ -143,27 +154,13 @@ class ActiveTurn:
         self.run.cancel_node(node_id)
         return True
 
-    async def _drive(self, post: deque[tuple[str, Report | TurnEnded]]) -> None:
+    async def _drive(self) -> None:
+        """Feed the backlog that did not fit the input edge, waiting for room; ends when empty."""
         run = self.run
         assert run is not None
-        waiter = asyncio.ensure_future(run.wait())
-        waiter.add_done_callback(lambda _f: self._wakeup.set())
-        try:
-            while True:
-                while self._pending:
-                    item = self._pending.popleft()
-                    if isinstance(item, EndOfInput):
-                        await run.end_input()
-                    else:
-                        await run.feed(item)
-                if waiter.done():
-                    post.append((self.state.turn_id, TurnEnded(waiter.result())))
-                    return
-                self._wakeup.clear()
-                if not self._pending and not waiter.done():
-                    await self._wakeup.wait()
-        except asyncio.CancelledError:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await waiter
-            raise
+        while self._pending:
+            item = self._pending.popleft()
+            if isinstance(item, EndOfInput):
+                await run.end_input()
+            else:
+                await run.feed(item)

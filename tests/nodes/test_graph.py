@@ -167,3 +167,45 @@ def test_invalid_graphs_are_rejected(edges: list[EdgeSpec], message: str) -> Non
     log: list[tuple[str, int]] = []
     with pytest.raises(GraphError, match=message):
         Graph(nodes={"a": lambda: Slow(log), "b": lambda: Slow(log)}, edges=edges, entry="a")
+
+
+def test_offer_never_waits_and_on_done_reports_the_outcome_wait_would_return() -> None:
+    async def scenario() -> tuple[list[bool], TurnOutcome, TurnOutcome, list[Report]]:
+        log: list[tuple[str, int]] = []
+        graph = Graph(
+            nodes={"c": lambda: Slow(log, delay=0.0)}, edges=[], entry="c", input_capacity=2
+        )
+        reports: list[Report] = []
+        run = graph.start_turn(session_id="s", turn_id="t", correlation_id="c", reporter=reports.append)
+        ended: list[TurnOutcome] = []
+        run.on_done(ended.append)
+        # Nothing has run yet: the input edge takes two, then refuses without blocking.
+        offered = [run.offer(TranscriptText(f"{i}", final=True)) for i in range(3)]
+        await run.end_input()  # waits for room, as a caller with a backlog does
+        waited = await run.wait()
+        await asyncio.sleep(0)  # done-callbacks run on the loop
+        return offered, ended[0], waited, reports
+
+    offered, ended, waited, reports = asyncio.run(scenario())
+    assert offered == [True, True, False]
+    assert ended == waited and ended.status == "completed"
+    outputs = [r for r in reports if isinstance(r, OutputReport)]
+    assert [r.item.text for r in outputs] == ["0", "1"]  # type: ignore[union-attr]
+
+
+def test_on_done_fires_once_for_a_cancelled_turn() -> None:
+    async def scenario() -> list[TurnOutcome]:
+        log: list[tuple[str, int]] = []
+        graph = Graph(nodes={"c": lambda: Slow(log, delay=5.0)}, edges=[], entry="c")
+        run = graph.start_turn(session_id="s", turn_id="t", correlation_id="c")
+        ended: list[TurnOutcome] = []
+        run.on_done(ended.append)
+        assert run.offer(TranscriptText("x", final=True))
+        await asyncio.sleep(0.01)
+        run.cancel()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return ended
+
+    ended = asyncio.run(scenario())
+    assert [o.status for o in ended] == ["cancelled"]

@@ -182,6 +182,11 @@ class _Driver:
                 self.engine.drain_reports()
             self.engine.draining = True  # shut down as the processor does: held utterances stay held
             self.engine.abort_all(reason="drain")
+            # Graphs of turns the scenario ended by hand still hold their input: stop them
+            # before they ever run (the scenario decided what they emitted).
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
 
         asyncio.run(go())
         return self.sink.log()

@@ -107,6 +107,9 @@ def _in_loop(body: Callable[[], None]) -> None:
 
     async def go() -> None:
         body()
+        for task in asyncio.all_tasks():  # turn graphs never run: the test decides their reports
+            if task is not asyncio.current_task():
+                task.cancel()
 
     asyncio.run(go())
 
@@ -188,7 +191,8 @@ def _audio_beyond_the_turn_input_bound_is_shed_oldest_first_with_the_edge_rule()
             ev.AudioChunk(codec="pcm16", sample_rate=16000, channels=1, seq=i, audio=bytes(640))
         )
     turn = next(iter(driver.engine.turns.values()))
-    bound = turn.graph.input_capacity * 4
+    # What the graph's input edge holds plus the bounded backlog waiting for room in it.
+    bound = turn.graph.input_capacity + turn.graph.input_capacity * 4
     sheds = [r.event for r in driver.sink.log() if isinstance(r.event.payload, ev.Shed)]
     assert sheds, "nothing shed past the bound"
     assert sum(e.payload.shed_count for e in sheds) == chunks - bound  # type: ignore[union-attr]
