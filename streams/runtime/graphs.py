@@ -90,10 +90,16 @@ class GraphCache:
 
     def __init__(self, registry: NodeRegistry) -> None:
         self._registry = registry
-        self._graphs: dict[tuple[str, tuple[str, ...], bool], PlanGraph] = {}
+        self._graphs: dict[
+            tuple[str, tuple[tuple[str, tuple[str, ...], str, str], ...], bool], PlanGraph
+        ] = {}
 
     def for_plan(self, plan: PlanShape, *, text_input: bool) -> PlanGraph:
-        key = (plan.bundle_digest, tuple(n.id for n in plan.nodes), text_input)
+        # Policy decisions change a node's providers or degrade mode without changing its id.
+        shape = tuple(
+            (n.id, tuple(n.providers.value), n.degrade.value, n.degrade.source) for n in plan.nodes
+        )
+        key = (plan.bundle_digest, shape, text_input)
         cached = self._graphs.get(key)
         if cached is None:
             cached = self._build(plan, text_input=text_input)

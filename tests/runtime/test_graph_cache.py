@@ -1,0 +1,48 @@
+"""Graphs are cached per plan shape, and a policy decision changes the shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipelines.bundles import read_bundle
+from pipelines.models.plan import PolicyDecisions
+from pipelines.plans import TurnPlanResolver
+from streams.nodes import default_registry
+from streams.runtime.graphs import GraphCache
+
+BUNDLE = read_bundle(
+    Path(__file__).resolve().parents[2] / "pipelines/bundles/voice_assistant_bundle_v1.json"
+)
+
+
+def _plan(turn: int, decisions: PolicyDecisions | None = None) -> Any:
+    return TurnPlanResolver().freeze(
+        bundle=BUNDLE,
+        tenant_id="acme",
+        session_id="s",
+        pinned_bundle_digest=BUNDLE.digest,
+        next_seq=turn,
+        last_epoch=1,
+        turn_id=f"s-t{turn}",
+        trigger="final_transcript",
+        correlation_id="c",
+        opened_at_us=1,
+        lease_epoch=1,
+        lease_holder="p",
+        lease_partition=0,
+        topic_prefix="x",
+        routing_partition=0,
+        processor_id="p",
+        policy_decisions=decisions,
+    )
+
+
+def test_turns_of_one_shape_share_a_graph_and_a_decision_gets_its_own() -> None:
+    cache = GraphCache(default_registry())
+    first = cache.for_plan(_plan(1), text_input=True)
+    assert cache.for_plan(_plan(2), text_input=True) is first
+    degraded = cache.for_plan(_plan(3, PolicyDecisions(degraded_nodes=("tts",))), text_input=True)
+    circuit = cache.for_plan(_plan(4, PolicyDecisions(open_circuits=("rules",))), text_input=True)
+    assert degraded is not first and circuit is not first and circuit is not degraded
+    assert cache.for_plan(_plan(5), text_input=False) is not first  # audio entry
