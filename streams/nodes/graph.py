@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
 
 from streams.nodes.errors import GraphError, NodeTimeoutError
+from streams.nodes.fusion import FusedTail, StageFailed, fused_tails
 from streams.nodes.items import END_OF_INPUT, EndOfInput, Item
 from streams.nodes.node import (
     Node,
@@ -94,7 +95,10 @@ class Graph:
         entry: str,
         input_capacity: int = 16,
         timeouts_s: Mapping[str, float] | None = None,
+        inline: Collection[str] = (),
     ) -> None:
+        """``inline``: nodes that never await; a linear tail of them runs in the task of the
+        node in front of it (see :mod:`streams.nodes.fusion`)."""
         self.nodes = dict(nodes)
         self.entry = entry
         self.timeouts_s = dict(timeouts_s or {})
@@ -108,6 +112,8 @@ class Graph:
             if edge.capacity < 1:
                 raise GraphError(f"edge {edge.src}->{edge.dst}: capacity must be >= 1 (bounded)")
         self.order = self._topological_order()
+        self.fused = fused_tails(self.order, self.edges, inline, entry_src=INPUT)
+        self.fused_into = {n: head for head, tail in self.fused.items() for n in tail}
 
     def _topological_order(self) -> tuple[str, ...]:
         indegree = {n: 0 for n in self.nodes}
@@ -182,7 +188,11 @@ class TurnRun:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_done: list[Callable[[TurnOutcome], None]] = []
         self._running = 0
+        self._contexts = contexts
+        self._tails: dict[str, FusedTail] = {}  # head node -> its fused tail, while it runs
         for node_id in graph.order:
+            if node_id in graph.fused_into:
+                continue  # runs inside its head's task
             inbox = self._inbox(node_id)
             self._tasks[node_id] = asyncio.create_task(
                 self._run_node(node_id, contexts[node_id], inbox), name=f"node:{node_id}"
@@ -244,9 +254,20 @@ class TurnRun:
 
     def cancel_node(self, node_id: str) -> None:
         """Cancel one node; its downstream receives an end marker and finishes normally."""
-        if node_id not in self._tasks:
+        if node_id not in self._tasks and node_id not in self._graph.fused_into:
             raise GraphError(f"cannot cancel unknown node {node_id!r}")
         self._node_cancels.add(node_id)
+        head = self._graph.fused_into.get(node_id)
+        if head is not None:
+            # A fused node never awaits, so no item is inside it now: end it and flush the
+            # nodes after it here (its head has not built it yet: it does so at start).
+            tail = self._tails.get(head)
+            if tail is not None:
+                try:
+                    tail.end_at(node_id)
+                except StageFailed as exc:
+                    self._fail(exc.node_id, exc.error, tail.count(exc.node_id))
+            return
         # A task cancelled before its first step never runs its handler, so a node
         # that has not started notices the flag itself instead (see _run_node).
         if node_id in self._started:
@@ -286,8 +307,64 @@ class TurnRun:
     async def _run_node(
         self, node_id: str, ctx: NodeContext, inbox: tuple[asyncio.Queue[Item | EndOfInput], int]
     ) -> None:
+        tail: FusedTail | None = None
+        try:
+            fused = self._graph.fused.get(node_id, ())
+            if fused:
+                try:
+                    tail = FusedTail.build(
+                        fused,
+                        factories=self._graph.nodes,
+                        contexts=self._contexts,
+                        report=self._report,
+                        cancelled=self._node_cancels.__contains__,
+                        finish=self._finish,
+                    )
+                except StageFailed as exc:
+                    self._finish(node_id, "cancelled", 0, None)
+                    self._fail(exc.node_id, exc.error, 0)
+                    return
+                self._tails[node_id] = tail
+                try:
+                    for fused_id in fused:  # cancelled before the head started
+                        if fused_id in self._node_cancels:
+                            tail.end_at(fused_id)
+                except StageFailed as exc:
+                    self._finish(node_id, "cancelled", 0, None)
+                    self._fail(exc.node_id, exc.error, tail.count(exc.node_id))
+                    return
+            status, failure = await self._run_own(node_id, ctx, inbox, tail)
+            if failure is None and tail is not None:
+                try:
+                    await tail.end()  # what the node passed on still flushes through its tail
+                except StageFailed as exc:
+                    failure = (exc.node_id, exc.error, tail.count(exc.node_id))
+            if failure is not None:
+                self._fail(*failure)
+                return
+            marker = END_OF_INPUT if status == "done" else EndOfInput("cancelled")
+            for edge in self._edges:
+                if edge.spec.src == node_id and tail is None:
+                    await edge.put(marker)
+        finally:
+            if tail is not None:
+                self._tails.pop(node_id, None)
+                for node, outputs in tail.counts():
+                    if node not in self._ended:  # failed or cancelled with the turn
+                        self._finish(node, "cancelled", outputs, None)
+                tail.close()
+
+    async def _run_own(
+        self,
+        node_id: str,
+        ctx: NodeContext,
+        inbox: tuple[asyncio.Queue[Item | EndOfInput], int],
+        tail: FusedTail | None,
+    ) -> tuple[NodeStatus, tuple[str, str, int] | None]:
+        """Run one node over its inbox; returns its status and (node, error, outputs) of a
+        failure, its own or a fused node's. A turn cancel is re-raised."""
         queue, upstreams = inbox
-        outs = [e for e in self._edges if e.spec.src == node_id]
+        outs = [] if tail is not None else [e for e in self._edges if e.spec.src == node_id]
         count = 0
         status: NodeStatus = "done"
         error: str | None = None
@@ -296,6 +373,8 @@ class TurnRun:
             nonlocal count
             self._report(OutputReport(node_id, item, count, start_ns, time.monotonic_ns()))
             count += 1
+            if tail is not None:
+                await tail.push(item)
             for edge in outs:
                 await edge.put(item)
 
@@ -327,6 +406,9 @@ class TurnRun:
                 self._finish(node_id, "cancelled", count, None)
                 raise
             status = "cancelled"  # node scope: swallow, let downstream drain
+        except StageFailed as exc:  # a fused node failed on this node's output
+            self._finish(node_id, "cancelled", count, None)
+            return "cancelled", (exc.node_id, exc.error, tail.count(exc.node_id) if tail else 0)
         except TimeoutError:
             status, error = "failed", str(NodeTimeoutError(f"node {node_id!r} overran its budget"))
         except Exception as exc:
@@ -334,14 +416,15 @@ class TurnRun:
         finally:
             if node is not None:
                 node.close()
-        self._finish(node_id, status, count, error)
         if status == "failed":
-            self._failure = self._failure or (node_id, error or "")
-            self._cancel_others(node_id)
-            return
-        marker = END_OF_INPUT if status == "done" else EndOfInput("cancelled")
-        for edge in outs:
-            await edge.put(marker)
+            return status, (node_id, error or "", count)
+        self._finish(node_id, status, count, error)
+        return status, None
+
+    def _fail(self, node_id: str, error: str, count: int) -> None:
+        self._finish(node_id, "failed", count, error)
+        self._failure = self._failure or (node_id, error)
+        self._cancel_others(node_id)
 
     def _finish(self, node_id: str, status: NodeStatus, count: int, error: str | None) -> None:
         # The node no longer drains its inputs: close them so upstream puts never block.

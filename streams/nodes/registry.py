@@ -33,6 +33,8 @@ class NodeKind:
     build: NodeBuilder
     deterministic: bool
     origin: str = "builtin"  # or "extension"
+    # process/flush never await: may run inside its upstream's task (streams.nodes.fusion).
+    inline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,12 @@ def build_graph(
     }
     budgets = {n.node_id: n.budget_s for n in nodes if n.budget_s is not None}
     return Graph(
-        nodes=factories, edges=edges, entry=entry, input_capacity=input_capacity, timeouts_s=budgets
+        nodes=factories,
+        edges=edges,
+        entry=entry,
+        input_capacity=input_capacity,
+        timeouts_s=budgets,
+        inline={n.node_id for n in nodes if registry.kind(n.type_name).inline},
     )
 
 
@@ -144,9 +151,9 @@ def default_registry() -> NodeRegistry:
     return NodeRegistry(
         [
             NodeKind("stt.pocketsphinx", _stt, deterministic=True),
-            NodeKind("text.normalize", _normalize, deterministic=True),
-            NodeKind("text.drop_fillers", _fillers, deterministic=True),
-            NodeKind("respond.rules", _rules, deterministic=True),
+            NodeKind("text.normalize", _normalize, deterministic=True, inline=True),
+            NodeKind("text.drop_fillers", _fillers, deterministic=True, inline=True),
+            NodeKind("respond.rules", _rules, deterministic=True, inline=True),
             # espeak-ng output is stable per installed version, not across versions: not replay-pure.
             NodeKind("tts.espeak_ng", _tts, deterministic=False),
         ]
