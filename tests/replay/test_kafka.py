@@ -36,6 +36,35 @@ def _append(bootstrap: str, prefix: str, events: Sequence[Envelope], *,
     for raw in extra:
         producer.produce(layout.log, raw, key=b"x", partition=0)
     producer.commit_transaction(30)
+    _wait_stable(bootstrap, layout.log)
+
+
+def _wait_stable(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
+    """Wait until read_committed readers see the whole partition.
+
+    commit_transaction returns once the coordinator has decided; the commit markers reach
+    the partition a moment later, and until then a read_committed watermark query (what
+    KafkaLogSource takes as the end) stops at the last stable offset before the transaction.
+    """
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    tp = TopicPartition(topic, 0)
+    uncommitted = Consumer({"bootstrap.servers": bootstrap, "group.id": "wm-ru",
+                            "isolation.level": "read_uncommitted"})
+    committed = Consumer({"bootstrap.servers": bootstrap, "group.id": "wm-rc",
+                          "isolation.level": "read_committed"})
+    try:
+        _, high = uncommitted.get_watermark_offsets(tp, timeout=10)
+        deadline = time.monotonic() + timeout
+        # The marker occupies the last offset: stable means the LSO is the high watermark.
+        while committed.get_watermark_offsets(tp, timeout=10)[1] < high:
+            assert time.monotonic() < deadline, f"{topic}: transaction never became stable"
+            time.sleep(0.05)
+    finally:
+        uncommitted.close()
+        committed.close()
 
 
 def test_log_topic_replays_clean_and_exports_losslessly(
