@@ -346,6 +346,11 @@ class TurnPlanResolver:
         key = _NO_DECISIONS_KEY if policy_decisions is None else decisions.model_dump_json()
         graph = self._graph_for(bundle, decisions, key)
         rs = bundle.resolved_spec
+        # Ids from the validated inputs, not the arguments: a str subclass (an enum member)
+        # must give the plan id and seed resolve() gives.
+        tenant_id = inputs_json["session"]["tenant_id"]
+        session_id = inputs_json["session"]["session_id"]
+        turn_id = inputs_json["turn"]["turn_id"]
         plan_id = f"{tenant_id}/{session_id}/{turn_id}"
         body: dict[str, Any] = {
             "resolved_turn_plan_id": plan_id,

@@ -18,7 +18,7 @@ own would handle differently.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -127,10 +127,15 @@ class FusedTail:
         stage = self.stages[at]
         if stage.node_id in self.ended or self.cancelled(stage.node_id):
             return
+        await self._drain(at, stage.node.process(item, stage.ctx))
+
+    async def _drain(self, at: int, outputs: AsyncGenerator[Item, None]) -> None:
+        """Report what stage ``at`` yields and pass each item on; its errors are its own."""
+        stage = self.stages[at]
         start = time.monotonic_ns()
         try:
-            async with aclosing(stage.node.process(item, stage.ctx)) as outputs:
-                async for out in outputs:
+            async with aclosing(outputs) as items:
+                async for out in items:
                     self._emit(stage, out, start)
                     await self.push(out, at + 1)
         except StageFailed:
@@ -165,16 +170,7 @@ class FusedTail:
             if self.cancelled(stage.node_id):
                 self.finish(stage.node_id, "cancelled", stage.count, None)
                 continue
-            start = time.monotonic_ns()
-            try:
-                async with aclosing(stage.node.flush(stage.ctx)) as outputs:
-                    async for out in outputs:
-                        self._emit(stage, out, start)
-                        await self.push(out, at + 1)
-            except StageFailed:
-                raise
-            except Exception as exc:
-                raise StageFailed(stage.node_id, f"{type(exc).__name__}: {exc}") from None
+            await self._drain(at, stage.node.flush(stage.ctx))
             self.finish(stage.node_id, "done", stage.count, None)
 
     def count(self, node_id: str) -> int:

@@ -256,9 +256,13 @@ class TurnRun:
         """Cancel one node; its downstream receives an end marker and finishes normally."""
         if node_id not in self._tasks and node_id not in self._graph.fused_into:
             raise GraphError(f"cannot cancel unknown node {node_id!r}")
+        if node_id in self._ended or node_id in self._node_cancels:
+            return  # done already, or a repeated cancel: it must not hit the end-marker put
         self._node_cancels.add(node_id)
         head = self._graph.fused_into.get(node_id)
         if head is not None:
+            if self._turn_cancelled or self._failure is not None:
+                return  # the turn is over: nothing flushes any more
             # A fused node never awaits, so no item is inside it now: end it and flush the
             # nodes after it here (its head has not built it yet: it does so at start).
             tail = self._tails.get(head)
@@ -334,7 +338,8 @@ class TurnRun:
                     self._fail(exc.node_id, exc.error, tail.count(exc.node_id))
                     return
             status, failure = await self._run_own(node_id, ctx, inbox, tail)
-            if failure is None and tail is not None:
+            over = self._turn_cancelled or self._failure is not None
+            if failure is None and tail is not None and not over:
                 try:
                     await tail.end()  # what the node passed on still flushes through its tail
                 except StageFailed as exc:

@@ -123,12 +123,13 @@ class TurnEngine:
         rule: str,
         source: str,
         reason: str = "lane queue full",
+        in_turn: bool = True,
     ) -> bool:
-        """Log a Shed for records the lanes dropped. False when the session is unknown."""
+        """Log a Shed for dropped records (in the open turn if ``in_turn``); False: no session."""
         session = self.sessions.get(session_id)
         if session is None or session.closed:
             return False
-        active = self._active(session)
+        active = self._active(session) if in_turn else None
         self.writer.log(
             session,
             ev.Shed(
@@ -162,6 +163,7 @@ class TurnEngine:
                 rule=rule.rule,
                 source=rule.defaulting_source,
                 reason="held utterance buffer full while the previous turn responds",
+                in_turn=False,  # the dropped utterances were never part of the open turn
             )
         return logged
 

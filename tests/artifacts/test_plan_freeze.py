@@ -398,3 +398,17 @@ def test_warmup_plan_is_a_plan_of_the_bundle() -> None:
         plan = plan_from_json(warm.plan_json)
         assert plan.plan_hash == warm.plan_hash and plan.inputs.session.tenant_id == "__warmup__"
         assert warm.nodes == plan.nodes and warm.turn_timeout_ms == plan.turn_timeout_ms
+
+
+def test_a_str_enum_id_gives_the_plan_resolve_gives() -> None:
+    import enum
+
+    class Tenant(str, enum.Enum):  # noqa: UP042 - the mixin formats as "Tenant.ACME"
+        ACME = "acme"
+
+    bundle = BUNDLES[0]
+    values = _values(bundle, tenant_id=Tenant.ACME)
+    fast = TurnPlanResolver().freeze(bundle=bundle, **values)
+    slow = _slow(bundle, {**values, "open_turns": 0, "region": "local", "policy_decisions": None})
+    assert fast.resolved_turn_plan_id == slow.resolved_turn_plan_id
+    _assert_same(fast, slow, bundle)

@@ -188,3 +188,75 @@ def test_a_cancelled_fused_node_passes_nothing_on_and_the_rest_still_flush(
     if node == "a":
         assert ended["b"] == "done"  # it still flushed (its flush marker is an output)
         assert ("b", "b:flushed") in outputs
+
+
+def _entry_then_tail(fused: bool) -> Graph:
+    # e (entry, fails on "boom") -> h -> a -> b (a, b inline)
+    return Graph(
+        nodes={
+            "e": lambda: Upper("e"),
+            "h": lambda: Yielding("h"),
+            "a": lambda: Upper("a", flush_marker=True),
+            "b": lambda: Upper("b", flush_marker=True),
+        },
+        edges=[EdgeSpec("e", "h", 2), EdgeSpec("h", "a", 2), EdgeSpec("a", "b", 2)],
+        entry="e",
+        inline={"a", "b"} if fused else set(),
+    )
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_after_another_node_failed_a_node_cancel_flushes_nothing(fused: bool) -> None:
+    async def scenario() -> tuple[TurnOutcome, list[Report]]:
+        reports: list[Report] = []
+        run = _entry_then_tail(fused).start_turn(
+            session_id="s", turn_id="t", correlation_id="c", reporter=reports.append
+        )
+        await run.feed(TranscriptText("one", final=True))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        await run.feed(TranscriptText("boom", final=True))  # e wakes first and fails
+        run.cancel_node("h")  # h's wake-up comes after e's failure
+        return await run.wait(), reports
+
+    outcome, reports = asyncio.run(scenario())
+    assert (outcome.status, outcome.failed_node) == ("failed", "e")
+    flushed = [r for r in reports if isinstance(r, OutputReport) and r.item.text.endswith("flushed")]  # type: ignore[attr-defined]
+    assert flushed == []
+    ended = {r.node_id: r.status for r in reports if isinstance(r, NodeEnded)}
+    assert ended["a"] == ended["b"] == "cancelled"
+
+
+def test_a_repeated_node_cancel_does_not_strand_the_turn() -> None:
+    class Twice(Upper):
+        async def process(self, item: Item, ctx: NodeContext) -> AsyncGenerator[Item, None]:
+            yield item
+            yield item
+
+    class Sleepy(Upper):
+        async def process(self, item: Item, ctx: NodeContext) -> AsyncGenerator[Item, None]:
+            await asyncio.sleep(0.05)
+            return
+            yield
+
+    async def scenario() -> list[TurnOutcome]:
+        graph = Graph(
+            nodes={"e": lambda: Twice("e"), "d": lambda: Sleepy("d")},
+            edges=[EdgeSpec("e", "d", 1)],
+            entry="e",
+        )
+        run = graph.start_turn(session_id="s", turn_id="t", correlation_id="c")
+        ended: list[TurnOutcome] = []
+        run.on_done(ended.append)
+        await run.feed(TranscriptText("x", final=True))  # d takes one, the edge holds the other
+        for _ in range(5):
+            await asyncio.sleep(0)
+        run.cancel_node("e")  # e swallows it, then waits to put its end marker on the full edge
+        await asyncio.sleep(0)
+        run.cancel_node("e")  # a client retrying the same cancel
+        await asyncio.wait_for(run.wait(), 5)
+        await asyncio.sleep(0)
+        return ended
+
+    ended = asyncio.run(scenario())
+    assert [o.status for o in ended] == ["completed"]

@@ -134,6 +134,9 @@ def _engine_logs_one_shed_event_for_a_flooded_session_and_keeps_the_newest() -> 
     held = [e.event_id for e in driver.engine.held.items(SESSION)]
     assert held == ["in-8", "in-9", "in-10", "in-11"]  # oldest-first shedding keeps the newest
     rows = driver.sink.log()
+    # Session-level: the dropped utterances belong to no turn (one is open right now).
+    assert driver.engine.turns
+    assert [r.event.turn_id for r in rows if isinstance(r.event.payload, ev.Shed)] == [None]
     sheds = [r.event.payload for r in rows if isinstance(r.event.payload, ev.Shed)]
     assert sheds == [
         ev.Shed(
