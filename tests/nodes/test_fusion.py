@@ -40,7 +40,7 @@ class Upper:
             yield TranscriptText(f"{self.tag}:flushed", final=True)
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 class Yielding(Upper):
