@@ -40,7 +40,6 @@ from pydantic import ValidationError
 from pipelines.canonical import canonical_json, digest_of
 from pipelines.errors import PlanError
 from pipelines.models.plan import (
-    DeterminismContext,
     LeaseSnapshot,
     PlanInputs,
     PolicyDecisions,
@@ -115,6 +114,36 @@ def _is_name(value: object) -> bool:
 
 def _is_count(value: object) -> bool:
     return type(value) is int and value >= 0
+
+
+def _plan_body(
+    bundle: PipelineBundle, inputs_json: dict[str, Any], nodes: Any, edges: Any
+) -> dict[str, Any]:
+    """The plan document with its hash: ``inputs_json`` is ``PlanInputs`` as JSON; ``nodes``
+    and ``edges`` are the graph's JSON values or their pre-serialised fragments."""
+    rs = bundle.resolved_spec
+    session, turn = inputs_json["session"], inputs_json["turn"]
+    body: dict[str, Any] = {
+        "resolved_turn_plan_id": f"{session['tenant_id']}/{session['session_id']}/{turn['turn_id']}",
+        "plan_version": PLAN_VERSION,
+        "bundle_id": bundle.ref,
+        "bundle_digest": bundle.digest,
+        "abi_version": bundle.compat_window.abi_version,
+        "inputs": inputs_json,
+        "nodes": nodes,
+        "edges": edges,
+        "turn_boundary": rs.turn.boundary.value,
+        "turn_timeout_ms": rs.turn.timeout_ms.value,
+        # Exactly DeterminismContext(seed=..., clock="recorded").model_dump().
+        "determinism_context": {
+            "seed": _seed(
+                bundle.digest, session["tenant_id"], session["session_id"], turn["turn_id"]
+            ),
+            "clock": "recorded",
+        },
+    }
+    body["plan_hash"] = digest_of(body)
+    return body
 
 
 def _seed(digest: str, tenant_id: str, session_id: str, turn_id: str) -> int:
@@ -303,76 +332,55 @@ class TurnPlanResolver:
                 if policy_decisions is None
                 else policy_decisions.model_dump(mode="json"),
             }
-        else:  # the models raise the error the slow path gives (or accept what we did not)
-            session = SessionSnapshot(
-                tenant_id=tenant_id,
+            _check_authority(
+                bundle,
                 session_id=session_id,
                 pinned_bundle_digest=pinned_bundle_digest,
-                next_seq=next_seq,
                 last_epoch=last_epoch,
-                open_turns=open_turns,
+                lease_epoch=lease_epoch,
+                lease_holder=lease_holder,
+                lease_partition=lease_partition,
+                routing_partition=routing_partition,
             )
-            turn = TurnOpenRequest(
-                turn_id=turn_id,
-                trigger=trigger,
-                correlation_id=correlation_id,
-                opened_at_us=opened_at_us,
-            )
-            lease = LeaseSnapshot(epoch=lease_epoch, holder=lease_holder, partition=lease_partition)
-            routing = RoutingSnapshot(
-                topic_prefix=topic_prefix,
-                partition=routing_partition,
-                processor_id=processor_id,
-                region=region,
-            )
-            inputs_json = PlanInputs(
-                session=session,
-                turn=turn,
-                lease=lease,
-                routing=routing,
+            decisions = _NO_DECISIONS if policy_decisions is None else policy_decisions
+            key = _NO_DECISIONS_KEY if policy_decisions is None else decisions.model_dump_json()
+            graph = self._graph_for(bundle, decisions, key)
+            body = _plan_body(bundle, inputs_json, graph.nodes_canonical, graph.edges_canonical)
+        else:  # the models raise the error the slow path gives (or accept what we did not)
+            inputs = PlanInputs(
+                session=SessionSnapshot(
+                    tenant_id=tenant_id,
+                    session_id=session_id,
+                    pinned_bundle_digest=pinned_bundle_digest,
+                    next_seq=next_seq,
+                    last_epoch=last_epoch,
+                    open_turns=open_turns,
+                ),
+                turn=TurnOpenRequest(
+                    turn_id=turn_id,
+                    trigger=trigger,
+                    correlation_id=correlation_id,
+                    opened_at_us=opened_at_us,
+                ),
+                lease=LeaseSnapshot(
+                    epoch=lease_epoch, holder=lease_holder, partition=lease_partition
+                ),
+                routing=RoutingSnapshot(
+                    topic_prefix=topic_prefix,
+                    partition=routing_partition,
+                    processor_id=processor_id,
+                    region=region,
+                ),
                 policy_decisions=policy_decisions or _NO_DECISIONS,
-            ).model_dump(mode="json")
-        _check_authority(
-            bundle,
-            session_id=session_id,
-            pinned_bundle_digest=pinned_bundle_digest,
-            last_epoch=last_epoch,
-            lease_epoch=lease_epoch,
-            lease_holder=lease_holder,
-            lease_partition=lease_partition,
-            routing_partition=routing_partition,
-        )
-        decisions = _NO_DECISIONS if policy_decisions is None else policy_decisions
-        key = _NO_DECISIONS_KEY if policy_decisions is None else decisions.model_dump_json()
-        graph = self._graph_for(bundle, decisions, key)
+            )
+            body = self._body(bundle, inputs)
+            decisions = inputs.policy_decisions
+            graph = self._graph_for(bundle, decisions, decisions.model_dump_json())
         rs = bundle.resolved_spec
-        # Ids from the validated inputs, not the arguments: a str subclass (an enum member)
-        # must give the plan id and seed resolve() gives.
-        tenant_id = inputs_json["session"]["tenant_id"]
-        session_id = inputs_json["session"]["session_id"]
-        turn_id = inputs_json["turn"]["turn_id"]
-        plan_id = f"{tenant_id}/{session_id}/{turn_id}"
-        body: dict[str, Any] = {
-            "resolved_turn_plan_id": plan_id,
-            "plan_version": PLAN_VERSION,
-            "bundle_id": bundle.ref,
-            "bundle_digest": bundle.digest,
-            "abi_version": bundle.compat_window.abi_version,
-            "inputs": inputs_json,
-            "nodes": graph.nodes_canonical,
-            "edges": graph.edges_canonical,
-            "turn_boundary": rs.turn.boundary.value,
-            "turn_timeout_ms": rs.turn.timeout_ms.value,
-            "determinism_context": {
-                "seed": _seed(bundle.digest, tenant_id, session_id, turn_id),
-                "clock": "recorded",
-            },
-        }
-        body["plan_hash"] = digest = digest_of(body)
         return FrozenTurnPlan(
-            plan_hash=digest,
+            plan_hash=body["plan_hash"],
             plan_json=canonical_json(body).decode(),
-            resolved_turn_plan_id=plan_id,
+            resolved_turn_plan_id=body["resolved_turn_plan_id"],
             bundle_digest=bundle.digest,
             turn_timeout_ms=rs.turn.timeout_ms.value,
             nodes=graph.nodes,
@@ -402,26 +410,11 @@ class TurnPlanResolver:
 
     def _body(self, bundle: PipelineBundle, inputs: PlanInputs) -> dict[str, Any]:
         self._check_authority(bundle, inputs)
-        rs = bundle.resolved_spec
         decisions = inputs.policy_decisions
         graph = self._graph_for(bundle, decisions, decisions.model_dump_json())
-        body = {
-            "resolved_turn_plan_id": f"{inputs.session.tenant_id}/{inputs.session.session_id}/{inputs.turn.turn_id}",
-            "plan_version": PLAN_VERSION,
-            "bundle_id": bundle.ref,
-            "bundle_digest": bundle.digest,
-            "abi_version": bundle.compat_window.abi_version,
-            "inputs": inputs.model_dump(mode="json"),
-            "nodes": graph.nodes_json,
-            "edges": graph.edges_json,
-            "turn_boundary": rs.turn.boundary.value,
-            "turn_timeout_ms": rs.turn.timeout_ms.value,
-            "determinism_context": DeterminismContext(
-                seed=self._seed(bundle, inputs), clock="recorded"
-            ).model_dump(),
-        }
-        body["plan_hash"] = digest_of(body)
-        return body
+        return _plan_body(
+            bundle, inputs.model_dump(mode="json"), graph.nodes_json, graph.edges_json
+        )
 
     def _graph_for(self, bundle: PipelineBundle, decisions: PolicyDecisions, key: str) -> _Graph:
         """The cached graph of ``bundle`` under ``decisions`` (``key`` is their JSON)."""
@@ -489,11 +482,6 @@ class TurnPlanResolver:
             lease_partition=lease.partition,
             routing_partition=inputs.routing.partition,
         )
-
-    @staticmethod
-    def _seed(bundle: PipelineBundle, inputs: PlanInputs) -> int:
-        s = inputs.session
-        return _seed(bundle.digest, s.tenant_id, s.session_id, inputs.turn.turn_id)
 
     @staticmethod
     def _splice(

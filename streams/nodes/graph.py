@@ -324,18 +324,13 @@ class TurnRun:
                         cancelled=self._node_cancels.__contains__,
                         finish=self._finish,
                     )
-                except StageFailed as exc:
-                    self._finish(node_id, "cancelled", 0, None)
-                    self._fail(exc.node_id, exc.error, 0)
-                    return
-                self._tails[node_id] = tail
-                try:
+                    self._tails[node_id] = tail
                     for fused_id in fused:  # cancelled before the head started
                         if fused_id in self._node_cancels:
                             tail.end_at(fused_id)
                 except StageFailed as exc:
                     self._finish(node_id, "cancelled", 0, None)
-                    self._fail(exc.node_id, exc.error, tail.count(exc.node_id))
+                    self._fail(exc.node_id, exc.error, tail.count(exc.node_id) if tail else 0)
                     return
             status, failure = await self._run_own(node_id, ctx, inbox, tail)
             over = self._turn_cancelled or self._failure is not None
@@ -347,10 +342,11 @@ class TurnRun:
             if failure is not None:
                 self._fail(*failure)
                 return
-            marker = END_OF_INPUT if status == "done" else EndOfInput("cancelled")
-            for edge in self._edges:
-                if edge.spec.src == node_id and tail is None:
-                    await edge.put(marker)
+            if tail is None:  # a fused tail ends at the sink: there is nobody to tell
+                marker = END_OF_INPUT if status == "done" else EndOfInput("cancelled")
+                for edge in self._edges:
+                    if edge.spec.src == node_id:
+                        await edge.put(marker)
         finally:
             if tail is not None:
                 self._tails.pop(node_id, None)

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
+from streams.lanes import ShedPolicy
+from streams.topics import Lane
 
-__all__ = ["HeldUtterances", "OverflowRule", "overflow_rule"]
+__all__ = ["HeldUtterances", "OverflowRule", "overflow_rule", "shed_policy"]
 
 # ~20 s of 20 ms audio frames: enough for one long utterance behind a slow reply.
 DEFAULT_LIMIT = 1000
@@ -36,18 +38,27 @@ class OverflowRule:
     defaulting_source: str
 
 
-def overflow_rule(bundle: PipelineBundle) -> OverflowRule | None:
-    """The bundle's shed rule for the data lane, or None when it must not shed (block mode)."""
+def shed_policy(bundle: PipelineBundle) -> ShedPolicy | None:
+    """The bundle's shed rule for the DATA/TELEMETRY lanes, or None when it must not shed
+    (``block`` mode, or not the low-latency profile). One derivation for the lane queues
+    and the held utterances."""
     spec = bundle.resolved_spec
-    shedding = spec.shedding
-    if spec.mode.value != "low_latency" or shedding.mode.value == "block":
+    if spec.mode.value != "low_latency" or spec.shedding.mode.value == "block":
         return None
-    if "data" not in shedding.shed_order.value:
-        return None
-    return OverflowRule(
-        rule=f"{spec.mode.value}/{shedding.mode.value}",
-        defaulting_source=shedding.mode.source,
+    order = tuple(Lane(x) for x in spec.shedding.shed_order.value if x in ("data", "telemetry"))
+    return ShedPolicy(
+        rule=f"{spec.mode.value}/{spec.shedding.mode.value}",
+        defaulting_source=spec.shedding.mode.source,
+        lanes=order or (Lane.TELEMETRY, Lane.DATA),
     )
+
+
+def overflow_rule(bundle: PipelineBundle) -> OverflowRule | None:
+    """The bundle's shed rule for held utterances: its lane rule when DATA may be shed."""
+    policy = shed_policy(bundle)
+    if policy is None or Lane.DATA not in policy.lanes:
+        return None
+    return OverflowRule(rule=policy.rule, defaulting_source=policy.defaulting_source)
 
 
 class HeldUtterances:
@@ -109,6 +120,3 @@ class HeldUtterances:
         while self._shed:
             sid = next(iter(self._shed))
             yield sid, self._shed.pop(sid)
-
-    def __len__(self) -> int:
-        return sum(len(q) for q in self._held.values())

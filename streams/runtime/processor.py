@@ -39,19 +39,19 @@ from streams.lanes import (
     LaneWeights,
     RejectedRecord,
     ShedDecision,
-    ShedPolicy,
 )
 from streams.nodes import NodeRegistry, default_registry
 from streams.runtime.egress import EgressConfig, TransactionalEgress, quiet_kafka_logger
 from streams.runtime.engine import TurnEngine
 from streams.runtime.errors import FencedError
 from streams.runtime.graphs import GraphCache
+from streams.runtime.held import shed_policy
 from streams.runtime.ingress_skew import IngressSkewGate
 from streams.runtime.leases import LeaseBook, read_latest_epochs
 from streams.runtime.sessions import SessionState, read_session_snapshots
 from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
-from streams.topics import Lane, TopicLayout
+from streams.topics import TopicLayout
 
 __all__ = ["Processor", "ProcessorConfig", "lane_config_for"]
 
@@ -121,20 +121,12 @@ def lane_config_for(bundle: PipelineBundle) -> LaneConfig:
             low_watermark=max(1, capacity // 4),
         )
 
-    shedding = None
-    if spec.mode.value == "low_latency" and spec.shedding.mode.value != "block":
-        order = tuple(Lane(x) for x in spec.shedding.shed_order.value if x in ("data", "telemetry"))
-        shedding = ShedPolicy(
-            rule=f"{spec.mode.value}/{spec.shedding.mode.value}",
-            defaulting_source=spec.shedding.mode.source,
-            lanes=order or (Lane.TELEMETRY, Lane.DATA),
-        )
     return LaneConfig(
         control=limits(lanes.control_queue_max_items.value),
         data=limits(lanes.data_queue_max_items.value),
         telemetry=limits(lanes.telemetry_queue_max_items.value),
         weights=LaneWeights(data=lanes.data_weight.value, telemetry=lanes.telemetry_weight.value),
-        shedding=shedding,
+        shedding=shed_policy(bundle),
     )
 
 
