@@ -4,6 +4,13 @@ Used to restore compacted state (leases, session snapshots) when a processor
 gains partitions. The end is the high watermark taken at start; with
 ``read_committed`` the consumer's position moves past transaction markers, so
 "position ≥ end" is the reliable completion test.
+
+A transaction the previous holder has just committed may not have its commit
+markers in the partition yet (``commit_transaction`` returns once the coordinator
+has decided): until they land, a read_committed end (the last stable offset) stops
+before it, and a new holder would miss the latest lease or snapshot. So the end
+is the high watermark, and only a transaction still *open* after a short grace
+(a writer that died mid-transaction; its records are not committed) is left out.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.runtime.errors import ProcessorError
 
-__all__ = ["read_to_end"]
+__all__ = ["OPEN_TXN_GRACE_S", "read_to_end"]
+
+# Commit markers of a decided transaction land within milliseconds; a transaction still
+# open after this long belongs to a writer that is gone or slow, and is left out.
+OPEN_TXN_GRACE_S = 1.0
 
 
 def read_to_end(
@@ -27,18 +38,24 @@ def read_to_end(
     wanted = sorted(set(partitions))
     if not wanted:
         return
+    settings = {"bootstrap.servers": bootstrap, "enable.auto.commit": False}
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **settings,
             "group.id": f"rspp-restore-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }
+    )
+    # Watermarks through a read_uncommitted client: the high watermark, not the stable offset.
+    peek = Consumer(
+        {**settings, "group.id": "rspp-restore-peek", "isolation.level": "read_uncommitted"}
     )
     try:
         ends: dict[int, int] = {}
         for p in wanted:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = peek.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            # The reader asks too: it connects to the partition leader now (~0.5 s faster).
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if high > low:
                 ends[p] = high
         if not ends:
@@ -46,8 +63,10 @@ def read_to_end(
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         deadline = time.monotonic() + timeout
         remaining = dict(ends)
+        stalled: dict[int, tuple[int, float]] = {}  # partition -> (position, since)
         while remaining:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise ProcessorError(
                     f"restoring {topic} partitions {sorted(remaining)} timed out after {timeout:.0f}s"
                 )
@@ -58,5 +77,22 @@ def read_to_end(
                 pos = consumer.position([TopicPartition(topic, p)])[0].offset
                 if pos >= remaining[p]:
                     remaining.pop(p)
+                    continue
+                seen, since = stalled.get(p, (pos, now))
+                stalled[p] = (pos, since if seen == pos else now)
+                if (
+                    seen == pos
+                    and now - since > OPEN_TXN_GRACE_S
+                    and _caught_up(consumer, topic, p)
+                ):
+                    remaining.pop(p)  # what is left is an open transaction: not committed
     finally:
         consumer.close()
+        peek.close()
+
+
+def _caught_up(consumer: Any, topic: str, partition: int) -> bool:
+    """True when the read_committed position has reached the last stable offset."""
+    tp = TopicPartition(topic, partition)
+    _, stable = consumer.get_watermark_offsets(tp, timeout=5)
+    return bool(consumer.position([tp])[0].offset >= stable)

@@ -1,0 +1,54 @@
+"""Restoring compacted state reads every decided transaction, and skips a writer's open one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Producer
+
+from streams.runtime.changelog import OPEN_TXN_GRACE_S, read_to_end
+from streams.topics import TopicLayout, apply_topics
+
+pytestmark = pytest.mark.kafka
+
+
+def _writer(bootstrap: str, txn_id: str) -> Producer:
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
+    producer.init_transactions(30)
+    return producer
+
+
+def test_a_transaction_committed_just_before_the_read_is_restored(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    layout = TopicLayout(prefix=unique_prefix(), partitions=1)
+    apply_topics(kafka_bootstrap, layout)
+    producer = _writer(kafka_bootstrap, unique_prefix())
+    for n in range(5):  # a new holder reads right after each commit, as on a fast failover
+        producer.begin_transaction()
+        producer.produce(layout.leases, f"lease-{n}".encode(), key=b"0", partition=0)
+        producer.commit_transaction(30)
+        values = [m.value() for m in read_to_end(kafka_bootstrap, layout.leases, [0])]
+        assert values[-1] == f"lease-{n}".encode()
+
+
+def test_an_open_transaction_is_left_out_after_the_grace(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    layout = TopicLayout(prefix=unique_prefix(), partitions=1)
+    apply_topics(kafka_bootstrap, layout)
+    producer = _writer(kafka_bootstrap, unique_prefix())
+    producer.begin_transaction()
+    producer.produce(layout.leases, b"committed", key=b"0", partition=0)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(layout.leases, b"open", key=b"0", partition=0)
+    assert producer.flush(10) == 0  # in the partition, never committed (a writer that died)
+    started = time.monotonic()
+    values = [m.value() for m in read_to_end(kafka_bootstrap, layout.leases, [0], timeout=20)]
+    waited = time.monotonic() - started
+    assert values == [b"committed"]
+    assert waited < OPEN_TXN_GRACE_S + 10, f"waited {waited:.1f}s for an open transaction"
+    producer.abort_transaction(30)
