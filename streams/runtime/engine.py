@@ -80,10 +80,15 @@ class TurnEngine:
         session = self.sessions.get(event.session_id)
         if isinstance(p, ev.SessionOpen):
             return self._open_session(event, partition)
-        if session is None:
+        # Data that overtook its SESSION_OPEN (the lanes are separate topics) opens the session;
+        # for a closed one only when sent after the close: the session was opened again.
+        data = isinstance(p, ev.AudioChunk | ev.Transcript)
+        reopened = session is not None and data and session.sent_after_close(event.ts)
+        if session is None or reopened:
             if isinstance(p, ev.Cancel | ev.SessionClose | ev.EndOfUtterance):
                 return f"{event.event_type.value} for unknown session {event.session_id}"
-            session = self._admit(event, partition, reason="implicit session open")
+            reason = "implicit session reopen" if reopened else "implicit session open"
+            session = self._admit(event, partition, reason=reason)
             if session is None:
                 return None
         if session.closed:
@@ -200,12 +205,7 @@ class TurnEngine:
         )
         before = self.sessions.get(event.session_id)
         if before is not None:
-            # A closed session opened again: its log continues (seq and turn ids stay unique).
-            session.next_seq, session.turns_done, session.epoch = (
-                before.next_seq,
-                before.turns_done,
-                before.epoch,
-            )
+            session.continue_after(before)
         self.sessions[session.session_id] = session
         self.dirty.add(session.session_id)
         corr = event.correlation.correlation_id
@@ -257,7 +257,7 @@ class TurnEngine:
             ts=event.ts,
             correlation_id=event.correlation.correlation_id,
         )
-        session.closed = True
+        session.close(at=event.ts)
         for item in held:
             self.writer.dead_letter_event(
                 item,

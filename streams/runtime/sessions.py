@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import orjson
 
@@ -46,6 +47,7 @@ class SessionSnapshot:
     open_turn: OpenTurn | None = None
     closed: bool = False
     turns_done: int = 0
+    closed_at_us: int | None = None  # the SESSION_CLOSE's ts (voice service clock)
     # Utterances that arrived while the open turn was still responding (base64 of their
     # Confluent frames): their offsets are committed, so the snapshot must carry them.
     pending: tuple[str, ...] = ()
@@ -80,7 +82,26 @@ class SessionState:
     turn_correlation: str | None = None
     closed: bool = False
     turns_done: int = 0
+    closed_at_us: int | None = None
     fence: CancelFence = field(default_factory=CancelFence)
+
+    def continue_after(self, before: SessionState) -> None:
+        """A closed session opened again: its log continues (seq and turn ids stay unique)."""
+        self.next_seq, self.turns_done, self.epoch = (
+            before.next_seq,
+            before.turns_done,
+            before.epoch,
+        )
+
+    def close(self, *, at: datetime) -> None:
+        """Closed by a SESSION_CLOSE sent at ``at`` (the voice service's clock)."""
+        self.closed = True
+        self.closed_at_us = _micros(at)
+
+    def sent_after_close(self, ts: datetime) -> bool:
+        """True for input sent after the session's close: it belongs to a reopened session
+        whose SESSION_OPEN it overtook (the lanes are separate topics)."""
+        return self.closed and self.closed_at_us is not None and _micros(ts) > self.closed_at_us
 
     def take_seq(self) -> int:
         """The next per-session log sequence number."""
@@ -109,6 +130,7 @@ class SessionState:
             open_turn=open_turn,
             closed=self.closed,
             turns_done=self.turns_done,
+            closed_at_us=self.closed_at_us,
             pending=pending,
         )
 
@@ -124,6 +146,7 @@ class SessionState:
             epoch=snap.epoch,
             closed=snap.closed,
             turns_done=snap.turns_done,
+            closed_at_us=snap.closed_at_us,
         )
         if snap.open_turn is not None:
             ot = snap.open_turn
@@ -138,6 +161,10 @@ class SessionState:
             )
             state.turn_correlation = ot.correlation_id
         return state
+
+
+def _micros(ts: datetime) -> int:
+    return int(ts.timestamp() * 1_000_000)
 
 
 def read_session_snapshots(
