@@ -373,9 +373,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     if stat.rsplit(")", 1)[-1].split()[0] != "Z":
         return True
-    # It exited between the checks above: reap it now if it is our child.
+    # A zombie. If it is our child, reap it: a JVM's main thread turns zombie before its other
+    # threads finish exiting, and WNOHANG cannot reap it until they have, so wait (briefly).
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, 0)
     return False
 
 

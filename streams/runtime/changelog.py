@@ -29,6 +29,7 @@ __all__ = ["OPEN_TXN_GRACE_S", "read_to_end"]
 # Commit markers of a decided transaction land within milliseconds; a transaction still
 # open after this long belongs to a writer that is gone or slow, and is left out.
 OPEN_TXN_GRACE_S = 1.0
+_BATCH = 1000
 
 
 def read_to_end(
@@ -52,12 +53,13 @@ def read_to_end(
     )
     try:
         ends: dict[int, int] = {}
+        starts: dict[int, int] = {}
         for p in wanted:
             low, high = peek.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             # The reader asks too: it connects to the partition leader now (~0.5 s faster).
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if high > low:
-                ends[p] = high
+                ends[p], starts[p] = high, low
         if not ends:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
@@ -67,23 +69,29 @@ def read_to_end(
         while remaining:
             now = time.monotonic()
             if now > deadline:
-                raise ProcessorError(
-                    f"restoring {topic} partitions {sorted(remaining)} timed out after {timeout:.0f}s"
+                at = _positions(consumer, topic, remaining, starts)
+                where = ", ".join(
+                    f"{p}: at {at[p]} of {end}" for p, end in sorted(remaining.items())
                 )
-            msg = consumer.poll(0.1)
-            if msg is not None and msg.error() is None:
-                yield msg
-            for p in list(remaining):
-                pos = consumer.position([TopicPartition(topic, p)])[0].offset
+                raise ProcessorError(f"restoring {topic} timed out after {timeout:.0f}s ({where})")
+            batch: list[Any] = consumer.consume(_BATCH, 0.1)
+            for msg in batch:
+                if msg.error() is None and msg.offset() < ends[msg.partition()]:
+                    yield msg
+            for p, pos in _positions(consumer, topic, remaining, starts).items():
                 if pos >= remaining[p]:
                     remaining.pop(p)
                     continue
                 seen, since = stalled.get(p, (pos, now))
                 stalled[p] = (pos, since if seen == pos else now)
+                # Ask the broker for the stable offset only once nothing more is arriving: a
+                # partition's records may still be queued behind other partitions' (a round
+                # trip per delivered batch made a busy restore crawl past its timeout).
                 if (
-                    seen == pos
+                    not batch
+                    and seen == pos
                     and now - since > OPEN_TXN_GRACE_S
-                    and _caught_up(consumer, topic, p)
+                    and _caught_up(consumer, topic, p, pos)
                 ):
                     remaining.pop(p)  # what is left is an open transaction: not committed
     finally:
@@ -91,8 +99,17 @@ def read_to_end(
         peek.close()
 
 
-def _caught_up(consumer: Any, topic: str, partition: int) -> bool:
+def _positions(
+    consumer: Any, topic: str, partitions: Iterable[int], starts: dict[int, int]
+) -> dict[int, int]:
+    """Read positions; before a partition's first record arrives it is at its start."""
+    tps = consumer.position([TopicPartition(topic, p) for p in partitions])
+    # A partition holding only an open transaction never delivers a record, so its position
+    # stays "invalid" (< 0); it is then at the start, where the stable offset also is.
+    return {tp.partition: tp.offset if tp.offset >= 0 else starts[tp.partition] for tp in tps}
+
+
+def _caught_up(consumer: Any, topic: str, partition: int, pos: int) -> bool:
     """True when the read_committed position has reached the last stable offset."""
-    tp = TopicPartition(topic, partition)
-    _, stable = consumer.get_watermark_offsets(tp, timeout=5)
-    return bool(consumer.position([tp])[0].offset >= stable)
+    _, stable = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+    return pos >= int(stable)

@@ -52,3 +52,54 @@ def test_an_open_transaction_is_left_out_after_the_grace(
     assert values == [b"committed"]
     assert waited < OPEN_TXN_GRACE_S + 10, f"waited {waited:.1f}s for an open transaction"
     producer.abort_transaction(30)
+
+
+def test_a_partition_holding_only_an_open_transaction_reads_as_empty(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    # A new topic whose first writer died mid-transaction: nothing is ever delivered, so the
+    # reader's position stays unset; it must still count as caught up, not wait out the timeout.
+    layout = TopicLayout(prefix=unique_prefix(), partitions=2)
+    apply_topics(kafka_bootstrap, layout)
+    producer = _writer(kafka_bootstrap, unique_prefix())
+    producer.begin_transaction()
+    producer.produce(layout.leases, b"committed", key=b"1", partition=1)
+    producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(layout.leases, b"open", key=b"0", partition=0)
+    assert producer.flush(10) == 0
+    started = time.monotonic()
+    values = [m.value() for m in read_to_end(kafka_bootstrap, layout.leases, [0, 1], timeout=20)]
+    waited = time.monotonic() - started
+    assert values == [b"committed"]
+    assert waited < OPEN_TXN_GRACE_S + 5, f"waited {waited:.1f}s for an open transaction"
+    producer.abort_transaction(30)
+
+
+def test_a_large_restore_beside_an_open_transaction_finishes(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    # Regression: once the open transaction's partition stalled, every delivered record cost a
+    # broker round trip, and a busy restore ran past its timeout.
+    layout = TopicLayout(prefix=unique_prefix(), partitions=4)
+    apply_topics(kafka_bootstrap, layout)
+    stuck = _writer(kafka_bootstrap, unique_prefix())
+    stuck.begin_transaction()
+    stuck.produce(layout.leases, b"committed", key=b"0", partition=0)
+    stuck.commit_transaction(30)
+    stuck.begin_transaction()
+    stuck.produce(layout.leases, b"open", key=b"0", partition=0)
+    assert stuck.flush(10) == 0
+    writer = _writer(kafka_bootstrap, unique_prefix())
+    writer.begin_transaction()
+    per_partition = 60_000
+    for n in range(per_partition):
+        for p in (1, 2, 3):
+            writer.produce(layout.leases, b"x", key=str(n).encode(), partition=p)
+        if n % 10_000 == 0:
+            writer.poll(0)
+    writer.commit_transaction(60)
+    values = [m.value() for m in read_to_end(kafka_bootstrap, layout.leases, range(4), timeout=20)]
+    assert len(values) == 3 * per_partition + 1
+    assert b"committed" in values and b"open" not in values
+    stuck.abort_transaction(30)
