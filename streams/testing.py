@@ -85,12 +85,18 @@ class LoggedEvent:
     partition: int
     offset: int
     event: ev.Envelope
+    logged_ms: int = 0  # the record's Kafka timestamp: when the processor appended it
 
 
 def _read(bootstrap: str, topic: str, partitions: int) -> list[LoggedEvent]:
     codec = EventCodec()
     rows = [
-        LoggedEvent(int(msg.partition()), int(msg.offset()), codec.decode(msg.value()))
+        LoggedEvent(
+            int(msg.partition()),
+            int(msg.offset()),
+            codec.decode(msg.value()),
+            logged_ms=int(msg.timestamp()[1]),
+        )
         for msg in read_to_end(bootstrap, topic, range(partitions))
     ]
     rows.sort(key=lambda r: (r.partition, r.offset))

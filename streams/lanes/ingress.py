@@ -151,6 +151,10 @@ class LaneIngress:
             self._resume_lane(record.lane)
         return record
 
+    def control_waiting(self) -> bool:
+        """True when a control record is queued (the processor then breaks off other work)."""
+        return self._scheduler.depth(Lane.CONTROL) > 0
+
     def positions(self) -> list[TopicPartition]:
         """Next offset to commit per partition (last handled + 1, never past a queued record)."""
         return [

@@ -586,6 +586,7 @@ class TurnEngine:
         for sid in [s for s, st in self.sessions.items() if st.partition in partitions]:
             self.sessions.pop(sid, None)
             self.held.forget(sid)
+            self.writer.forget(sid)
             self.dirty.discard(sid)
 
     def restore(self, session: SessionState, *, pending: Iterable[ev.Envelope] = ()) -> None:

@@ -53,6 +53,11 @@ from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
 from streams.topics import TopicLayout
 
+# Records dispatched per loop step, and the chunk of work (records or node reports) after
+# which the loop looks for newly arrived control records before going on.
+_DISPATCH_PER_STEP = 256
+_CHUNK = 32
+
 __all__ = ["Processor", "ProcessorConfig", "lane_config_for"]
 
 _log = logging.getLogger("rspp.processor")
@@ -216,18 +221,43 @@ class Processor:
         if self._fenced is not None:
             raise self._fenced
         self.ingress.poll(0.0)
+        dispatched = self._dispatch(_DISPATCH_PER_STEP)
+        handled = 0
+        while True:
+            n = self._guard(lambda: self.engine.drain_reports(limit=_CHUNK))
+            handled += n if isinstance(n, int) else 0
+            if n != _CHUNK:
+                break
+            dispatched += self._control_now()
+        self._guard(self.engine.expire_turns)
+        if self.egress.due():
+            self._commit()
+        return bool(dispatched or handled)
+
+    def _dispatch(self, limit: int) -> int:
         dispatched = 0
-        while dispatched < 256:
+        while dispatched < limit:
             record = self.ingress.next()
             if record is None:
                 break
             self._handle(record)
             dispatched += 1
-        handled = self._guard(self.engine.drain_reports)
-        self._guard(self.engine.expire_turns)
-        if self.egress.due():
-            self._commit()
-        return bool(dispatched or handled)
+            if dispatched % _CHUNK == 0:
+                dispatched += self._control_now()
+        return dispatched
+
+    def _control_now(self) -> int:
+        """Fetch again and dispatch the control records that came in. Called between chunks of
+        other work: a cancel must not wait behind a step's worth of turn starts and outputs."""
+        self.ingress.poll(0.0)
+        dispatched = 0
+        while self.ingress.control_waiting():
+            record = self.ingress.next()
+            if record is None:
+                break
+            self._handle(record)
+            dispatched += 1
+        return dispatched
 
     async def _drain(self) -> None:
         self.engine.draining = True

@@ -6,7 +6,8 @@ sessions doing turns with barge-in cancels while two other sessions push
 transcripts as fast as the producer can — far beyond real time — in two bursts,
 the second twice the first. Afterwards:
 
-- control latency (CANCEL sent → its TURN_ABORT in the log) stays within goal;
+- control latency (CANCEL sent → the processor appends it to the log, aborting the turn
+  if one is open) stays within goal: median under the 50 ms MVP gate, p99 bounded;
 - every ordinary session still got turns committed during the flood;
 - the overload is shed deterministically and logged, never silent, and only on
   the flooded sessions: final transcripts that arrive while a session's turn
@@ -47,10 +48,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PARTITIONS = 2
 BURST = 3000  # transcripts per flooded session in the first burst (the second is 2x)
-CONTROL_P99_GOAL_MS = 500.0  # 2 shared cores; the MVP gate (50 ms) is reported, not asserted
+# 2 shared cores run the broker, the processor, the floods and this test: the median must
+# meet the MVP gate, the tail gets slack for the box (it is printed, and measured in bench/).
+MVP_CONTROL_MS = 50.0
+CONTROL_P99_BOUND_MS = 250.0
 RSS_BOUND_KB = 400 * 1024
 RSS_GROWTH_KB = 40 * 1024
-MVP_CONTROL_P99_MS = 50.0  # the MVP gate, printed for reference
 # Ordinary traffic (25 records/s) keeps arriving while we check: a handful of its
 # newest records may be fetched but not yet committed. The floods are thousands.
 CAUGHT_UP_LAG = 20
@@ -121,23 +124,24 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
             sampler.join(5)
     rows = read_log(kafka_bootstrap, prefix, partitions=PARTITIONS)
     flooded = {s.session_id for s in floods}
-    lat = control_latencies_ms([r for r in rows if r.event.session_id not in flooded])
     during = [
         r
         for r in rows
         if r.event.session_id not in flooded and r.event.ts.timestamp() >= flood_started
     ]
+    lat = control_latencies_ms(during)  # the cancels sent while the floods ran
     p50 = lat[len(lat) // 2]
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     sheds = [r for r in rows if isinstance(r.event.payload, ev.Shed)]
     print(
         f"\nflood: {acc.sent} sent, {acc.shed} shed in {len(sheds)} SHED events; "
-        f"control cancel->abort p50 {p50:.0f} ms p99 {p99:.0f} ms over {len(lat)} cancels "
-        f"(goal {CONTROL_P99_GOAL_MS:.0f} ms here; MVP gate {MVP_CONTROL_P99_MS:.0f} ms, reported only); "
+        f"control (cancel sent -> acted on) p50 {p50:.0f} ms p99 {p99:.0f} ms over {len(lat)} cancels "
+        f"(MVP gate {MVP_CONTROL_MS:.0f} ms on the median, p99 bound {CONTROL_P99_BOUND_MS:.0f} ms); "
         f"RSS peak {peak_first // 1024} MiB after burst 1, {peak_second // 1024} MiB after burst 2"
     )
-    assert len(lat) >= 10, f"only {len(lat)} cancels measured"
-    assert p99 <= CONTROL_P99_GOAL_MS, f"control p99 {p99:.0f} ms under flood"
+    assert len(lat) >= 20, f"only {len(lat)} cancels measured"
+    assert p50 <= MVP_CONTROL_MS, f"control p50 {p50:.0f} ms under flood"
+    assert p99 <= CONTROL_P99_BOUND_MS, f"control p99 {p99:.0f} ms under flood"
     served = {r.event.session_id for r in during if r.event.event_type is ev.EventType.TURN_COMMIT}
     normal_sessions = set(normal.sent.values())
     assert normal_sessions <= served, f"starved: {sorted(normal_sessions - served)}"
