@@ -374,9 +374,12 @@ def _pid_alive(pid: int) -> bool:
     if stat.rsplit(")", 1)[-1].split()[0] != "Z":
         return True
     # A zombie. If it is our child, reap it: a JVM's main thread turns zombie before its other
-    # threads finish exiting, and WNOHANG cannot reap it until they have, so wait (briefly).
+    # threads finish exiting, and it cannot be reaped until they have, so retry for a while.
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+        for _ in range(100):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+            time.sleep(0.02)
     return False
 
 

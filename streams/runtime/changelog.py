@@ -30,6 +30,7 @@ __all__ = ["OPEN_TXN_GRACE_S", "read_to_end"]
 # open after this long belongs to a writer that is gone or slow, and is left out.
 OPEN_TXN_GRACE_S = 1.0
 _BATCH = 1000
+_ASK_EVERY_S = 0.5
 
 
 def read_to_end(
@@ -66,6 +67,7 @@ def read_to_end(
         deadline = time.monotonic() + timeout
         remaining = dict(ends)
         stalled: dict[int, tuple[int, float]] = {}  # partition -> (position, since)
+        asked: dict[int, float] = {}  # partition -> when its stable offset was last asked
         while remaining:
             now = time.monotonic()
             if now > deadline:
@@ -78,22 +80,28 @@ def read_to_end(
             for msg in batch:
                 if msg.error() is None and msg.offset() < ends[msg.partition()]:
                     yield msg
+            done = []
             for p, pos in _positions(consumer, topic, remaining, starts).items():
-                if pos >= remaining[p]:
-                    remaining.pop(p)
-                    continue
                 seen, since = stalled.get(p, (pos, now))
                 stalled[p] = (pos, since if seen == pos else now)
-                # Ask the broker for the stable offset only once nothing more is arriving: a
-                # partition's records may still be queued behind other partitions' (a round
-                # trip per delivered batch made a busy restore crawl past its timeout).
-                if (
-                    not batch
-                    and seen == pos
+                if pos >= remaining[p]:
+                    done.append(p)
+                # Ask the broker for the stable offset at most every half second per stalled
+                # partition: its records may still be queued behind other partitions' (a round
+                # trip per delivered record made a busy restore crawl past its timeout).
+                elif (
+                    seen == pos
                     and now - since > OPEN_TXN_GRACE_S
-                    and _caught_up(consumer, topic, p, pos)
+                    and now - asked.get(p, 0.0) >= _ASK_EVERY_S
                 ):
-                    remaining.pop(p)  # what is left is an open transaction: not committed
+                    asked[p] = now
+                    if _caught_up(consumer, topic, p, pos):
+                        done.append(p)  # what is left is an open transaction: not committed
+            if done:
+                # Stop fetching what is read: live writers keep appending past the end.
+                consumer.pause([TopicPartition(topic, p) for p in done])
+                for p in done:
+                    remaining.pop(p)
     finally:
         consumer.close()
         peek.close()

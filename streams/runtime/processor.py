@@ -53,9 +53,11 @@ from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
 from streams.topics import TopicLayout
 
-# Records dispatched per loop step, and the chunk of work (records or node reports) after
-# which the loop looks for newly arrived control records before going on.
+# Records dispatched and node reports logged per loop step (then commits, expiry and the
+# turn tasks get their turn), and the chunk of either after which the loop looks for newly
+# arrived control records before going on.
 _DISPATCH_PER_STEP = 256
+_REPORTS_PER_STEP = 512
 _CHUNK = 32
 
 __all__ = ["Processor", "ProcessorConfig", "lane_config_for"]
@@ -223,7 +225,7 @@ class Processor:
         self.ingress.poll(0.0)
         dispatched = self._dispatch(_DISPATCH_PER_STEP)
         handled = 0
-        while True:
+        while handled < _REPORTS_PER_STEP:
             n = self._guard(lambda: self.engine.drain_reports(limit=_CHUNK))
             handled += n if isinstance(n, int) else 0
             if n != _CHUNK:

@@ -67,7 +67,7 @@ class EventWriter:
         self.appended = 0
         # session -> {event_id: encoded frame} of what its last snapshot held: a flooded
         # session holds up to a thousand utterances, re-encoding them at every commit cost ~5 ms.
-        self._frames: dict[str, dict[str, str]] = {}
+        self._frames: dict[str, dict[str, tuple[Envelope, str]]] = {}
 
     def log(
         self,
@@ -142,10 +142,10 @@ class EventWriter:
         """Append the session's changelog snapshot, with the utterances it still holds."""
         known = self._frames.pop(session.session_id, {})
         held = tuple(pending)
-        frames = tuple(known.get(e.event_id) or self._frame(e) for e in held)
+        frames = tuple(self._frame(e, known.get(e.event_id)) for e in held)
         if held:
             self._frames[session.session_id] = {
-                e.event_id: f for e, f in zip(held, frames, strict=True)
+                e.event_id: (e, f) for e, f in zip(held, frames, strict=True)
             }
         self.egress.append(
             self.layout.sessions,
@@ -158,7 +158,10 @@ class EventWriter:
         """Drop what is cached for a session whose partition moved away."""
         self._frames.pop(session_id, None)
 
-    def _frame(self, event: Envelope) -> str:
+    def _frame(self, event: Envelope, cached: tuple[Envelope, str] | None) -> str:
+        # The very same held object, not just the same id: a client may reuse event ids.
+        if cached is not None and cached[0] is event:
+            return cached[1]
         return base64.b64encode(self.codec.encode(event)).decode()
 
     def pending_of(self, snapshot: SessionSnapshot) -> list[Envelope]:

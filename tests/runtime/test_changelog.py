@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -103,3 +104,45 @@ def test_a_large_restore_beside_an_open_transaction_finishes(
     assert len(values) == 3 * per_partition + 1
     assert b"committed" in values and b"open" not in values
     stuck.abort_transaction(30)
+
+
+def test_an_open_transaction_is_left_out_while_another_partition_is_written(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    # A failover: partition 0 comes from a holder that died mid-transaction, partition 1 from
+    # one still committing. The live partition keeps records arriving; the dead one must
+    # still be released after the grace (review finding: it waited for an idle batch).
+    layout = TopicLayout(prefix=unique_prefix(), partitions=2)
+    apply_topics(kafka_bootstrap, layout)
+    dead = _writer(kafka_bootstrap, unique_prefix())
+    dead.begin_transaction()
+    dead.produce(layout.leases, b"committed", key=b"0", partition=0)
+    dead.commit_transaction(30)
+    dead.begin_transaction()
+    dead.produce(layout.leases, b"open", key=b"0", partition=0)
+    assert dead.flush(10) == 0
+    stop = threading.Event()
+
+    def live_writer() -> None:
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 0})
+        n = 0
+        while not stop.is_set():
+            producer.produce(layout.leases, b"live", key=f"{n}".encode(), partition=1)
+            producer.poll(0)
+            n += 1
+            stop.wait(0.01)
+        producer.flush(10)
+
+    writer = threading.Thread(target=live_writer, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        values = [
+            m.value() for m in read_to_end(kafka_bootstrap, layout.leases, [0, 1], timeout=15)
+        ]
+    finally:
+        stop.set()
+        writer.join(10)
+    assert b"committed" in values
+    assert b"open" not in values and b"live" in values
+    dead.abort_transaction(30)
