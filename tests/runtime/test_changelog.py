@@ -21,6 +21,22 @@ def _writer(bootstrap: str, txn_id: str) -> Producer:
     return producer
 
 
+def _died_mid_transaction(
+    bootstrap: str, txn_id: str, topic: str, *, committed_to: int | None, open_in: int
+) -> Producer:
+    """A writer that committed one record (to ``committed_to``, if given), then began a
+    transaction with one record in ``open_in`` and never finished it (it died)."""
+    producer = _writer(bootstrap, txn_id)
+    if committed_to is not None:
+        producer.begin_transaction()
+        producer.produce(topic, b"committed", key=b"0", partition=committed_to)
+        producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"open", key=b"0", partition=open_in)
+    assert producer.flush(10) == 0  # in the partition, never committed
+    return producer
+
+
 def test_a_transaction_committed_just_before_the_read_is_restored(
     kafka_bootstrap: str, unique_prefix: Callable[[], str]
 ) -> None:
@@ -35,45 +51,29 @@ def test_a_transaction_committed_just_before_the_read_is_restored(
         assert values[-1] == f"lease-{n}".encode()
 
 
+@pytest.mark.parametrize(
+    ("partitions", "committed_to"),
+    [(1, 0), (2, 1)],
+    # alone: a new topic whose first writer died mid-transaction delivers nothing, so the
+    # reader's position stays unset; it must still count as caught up, not wait out the timeout.
+    ids=["after-a-commit", "alone-in-its-partition"],
+)
 def test_an_open_transaction_is_left_out_after_the_grace(
-    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+    kafka_bootstrap: str, unique_prefix: Callable[[], str], partitions: int, committed_to: int
 ) -> None:
-    layout = TopicLayout(prefix=unique_prefix(), partitions=1)
+    layout = TopicLayout(prefix=unique_prefix(), partitions=partitions)
     apply_topics(kafka_bootstrap, layout)
-    producer = _writer(kafka_bootstrap, unique_prefix())
-    producer.begin_transaction()
-    producer.produce(layout.leases, b"committed", key=b"0", partition=0)
-    producer.commit_transaction(30)
-    producer.begin_transaction()
-    producer.produce(layout.leases, b"open", key=b"0", partition=0)
-    assert producer.flush(10) == 0  # in the partition, never committed (a writer that died)
+    producer = _died_mid_transaction(
+        kafka_bootstrap, unique_prefix(), layout.leases, committed_to=committed_to, open_in=0
+    )
     started = time.monotonic()
-    values = [m.value() for m in read_to_end(kafka_bootstrap, layout.leases, [0], timeout=20)]
+    values = [
+        m.value()
+        for m in read_to_end(kafka_bootstrap, layout.leases, range(partitions), timeout=20)
+    ]
     waited = time.monotonic() - started
     assert values == [b"committed"]
     assert waited < OPEN_TXN_GRACE_S + 10, f"waited {waited:.1f}s for an open transaction"
-    producer.abort_transaction(30)
-
-
-def test_a_partition_holding_only_an_open_transaction_reads_as_empty(
-    kafka_bootstrap: str, unique_prefix: Callable[[], str]
-) -> None:
-    # A new topic whose first writer died mid-transaction: nothing is ever delivered, so the
-    # reader's position stays unset; it must still count as caught up, not wait out the timeout.
-    layout = TopicLayout(prefix=unique_prefix(), partitions=2)
-    apply_topics(kafka_bootstrap, layout)
-    producer = _writer(kafka_bootstrap, unique_prefix())
-    producer.begin_transaction()
-    producer.produce(layout.leases, b"committed", key=b"1", partition=1)
-    producer.commit_transaction(30)
-    producer.begin_transaction()
-    producer.produce(layout.leases, b"open", key=b"0", partition=0)
-    assert producer.flush(10) == 0
-    started = time.monotonic()
-    values = [m.value() for m in read_to_end(kafka_bootstrap, layout.leases, [0, 1], timeout=20)]
-    waited = time.monotonic() - started
-    assert values == [b"committed"]
-    assert waited < OPEN_TXN_GRACE_S + 5, f"waited {waited:.1f}s for an open transaction"
     producer.abort_transaction(30)
 
 
@@ -84,13 +84,9 @@ def test_a_large_restore_beside_an_open_transaction_finishes(
     # broker round trip, and a busy restore ran past its timeout.
     layout = TopicLayout(prefix=unique_prefix(), partitions=4)
     apply_topics(kafka_bootstrap, layout)
-    stuck = _writer(kafka_bootstrap, unique_prefix())
-    stuck.begin_transaction()
-    stuck.produce(layout.leases, b"committed", key=b"0", partition=0)
-    stuck.commit_transaction(30)
-    stuck.begin_transaction()
-    stuck.produce(layout.leases, b"open", key=b"0", partition=0)
-    assert stuck.flush(10) == 0
+    stuck = _died_mid_transaction(
+        kafka_bootstrap, unique_prefix(), layout.leases, committed_to=0, open_in=0
+    )
     writer = _writer(kafka_bootstrap, unique_prefix())
     writer.begin_transaction()
     per_partition = 60_000
@@ -114,13 +110,9 @@ def test_an_open_transaction_is_left_out_while_another_partition_is_written(
     # still be released after the grace (review finding: it waited for an idle batch).
     layout = TopicLayout(prefix=unique_prefix(), partitions=2)
     apply_topics(kafka_bootstrap, layout)
-    dead = _writer(kafka_bootstrap, unique_prefix())
-    dead.begin_transaction()
-    dead.produce(layout.leases, b"committed", key=b"0", partition=0)
-    dead.commit_transaction(30)
-    dead.begin_transaction()
-    dead.produce(layout.leases, b"open", key=b"0", partition=0)
-    assert dead.flush(10) == 0
+    dead = _died_mid_transaction(
+        kafka_bootstrap, unique_prefix(), layout.leases, committed_to=0, open_in=0
+    )
     stop = threading.Event()
 
     def live_writer() -> None:

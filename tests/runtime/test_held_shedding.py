@@ -24,13 +24,13 @@ from tests.runtime.test_engine_properties import BUNDLE, SESSION, _Driver
 RULE = OverflowRule(rule="low_latency/drop_oldest", defaulting_source="profile")
 
 
-def _event(i: int) -> ev.Envelope:
+def _event(i: int, *, event_id: str | None = None) -> ev.Envelope:
     return ev.Envelope.new(
         ev.Transcript(kind=ev.TranscriptKind.FINAL, text=f"utterance {i}"),
         tenant_id="acme",
         session_id="s",
         seq=i,
-        event_id=f"in-{i}",
+        event_id=event_id or f"in-{i}",
     )
 
 

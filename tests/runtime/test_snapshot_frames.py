@@ -12,25 +12,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.abi import events as ev
 from streams.runtime.held import HeldUtterances, OverflowRule
 from streams.runtime.leases import LeaseBook
 from streams.runtime.sessions import SessionSnapshot, SessionState
 from streams.runtime.writer import EventWriter
 from tests.runtime.test_engine_properties import CODEC, LAYOUT, MemorySink
+from tests.runtime.test_held_shedding import _event
 
 RULE = OverflowRule(rule="low_latency/drop_oldest", defaulting_source="profile")
-
-
-def _event(i: int, *, reuse_ids: bool) -> ev.Envelope:
-    # A misbehaving client may reuse event ids: the cache must not mix such events up.
-    return ev.Envelope.new(
-        ev.Transcript(kind=ev.TranscriptKind.FINAL, text=f"utterance {i}"),
-        tenant_id="acme",
-        session_id="s",
-        seq=i,
-        event_id=f"in-{i % 3 if reuse_ids else i}",
-    )
 
 
 def _writer() -> tuple[EventWriter, MemorySink]:
@@ -62,7 +51,8 @@ def test_cached_frames_give_the_snapshot_encoded_from_scratch(
     for ops in commits:  # each inner list is what happens between two commits
         for op in ops:
             if op == "hold":
-                held.hold("s", _event(n, reuse_ids=reuse_ids))
+                # A misbehaving client may reuse event ids: the cache must not mix them up.
+                held.hold("s", _event(n, event_id=f"in-{n % 3}" if reuse_ids else None))
                 n += 1
             else:
                 held.next("s")
