@@ -17,9 +17,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.abi import events as ev
-from streams.runtime.held import REFUSED, HeldUtterances, OverflowRule, overflow_rule
+from streams.runtime.held import REFUSED, HeldUtterances, OverflowRule, overflow_rule, size_of
+from streams.runtime.leases import LeaseBook
+from streams.runtime.sessions import SessionState
+from streams.runtime.writer import EventWriter
 from streams.testing import check_log
-from tests.runtime.test_engine_properties import BUNDLE, SESSION, _Driver
+from tests.runtime.test_engine_properties import (
+    BUNDLE,
+    CODEC,
+    LAYOUT,
+    SESSION,
+    MemorySink,
+    _Driver,
+)
 
 RULE = OverflowRule(rule="low_latency/drop_oldest", defaulting_source="profile")
 
@@ -79,6 +89,68 @@ def test_every_held_item_is_started_held_shed_or_refused(
         assert shed == 0
     # Same order in, same shed set out.
     assert _run(script, limit=limit, rule=rule) == (sent, started, remaining, refused, shed)
+
+
+def snapshot_writer() -> tuple[EventWriter, MemorySink]:
+    sink = MemorySink()
+    leases = LeaseBook("held")
+    leases.grant(0, 0)
+    return EventWriter(layout=LAYOUT, codec=CODEC, egress=sink, leases=leases), sink
+
+
+def last_snapshot(sink: MemorySink) -> bytes:
+    return [v for t, _, v in sink.records if t == LAYOUT.sessions][-1]
+
+
+def _audio(i: int, size: int) -> ev.Envelope:
+    # Ids as a voice service makes them (a UUID event id, a room/caller session id).
+    return ev.Envelope.new(
+        ev.AudioChunk(codec="pcm16", sample_rate=16000, channels=1, seq=i, audio=b"\0" * size),
+        tenant_id="acme",
+        session_id="room-7f3a9c21-caller-000042",
+        seq=i,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.integers(min_value=0, max_value=3000), st.just(-1)), max_size=80),
+    st.integers(min_value=300, max_value=8000),
+    st.booleans(),
+)
+def test_held_bytes_stay_under_the_byte_limit(
+    script: list[int], limit_bytes: int, shedding: bool
+) -> None:
+    # -1 starts the oldest held item; n >= 0 holds an audio chunk of n bytes.
+    held = HeldUtterances(limit=1000, limit_bytes=limit_bytes, rule=RULE if shedding else None)
+    sent = started = refused = 0
+    for i, op in enumerate(script):
+        if op < 0:
+            started += held.next("s") is not None
+            continue
+        sent += 1
+        refused += held.hold("s", _audio(i, op)) is not None
+        assert sum(size_of(e) for e in held.items("s")) <= limit_bytes
+    shed = sum(count for _, count in held.take_sheds())
+    assert started + len(tuple(held.items("s"))) + refused + shed == sent
+    if not shedding:
+        assert shed == 0
+
+
+def test_a_session_full_of_held_audio_still_snapshots_as_one_kafka_record() -> None:
+    # 20 ms frames of 16 kHz PCM: a thousand of them (the count limit) encode to ~1 MB,
+    # over Kafka's default record limit; the byte limit sheds before the snapshot gets there.
+    held = HeldUtterances(rule=RULE)
+    for i in range(2000):
+        assert held.hold("s", _audio(i, 640)) is None
+    writer, sink = snapshot_writer()
+    writer.snapshot(
+        SessionState(session_id="s", tenant_id="acme", partition=0, bundle_id="b"),
+        pending=held.items("s"),
+    )
+    snapshot = last_snapshot(sink)
+    assert len(snapshot) < 1_000_000
+    assert sum(count for _, count in held.take_sheds()) > 1000  # dropped, and counted
 
 
 def test_shed_counts_are_per_session_in_first_drop_order() -> None:

@@ -12,25 +12,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.runtime.held import HeldUtterances, OverflowRule
-from streams.runtime.leases import LeaseBook
+from streams.runtime.held import HeldUtterances
 from streams.runtime.sessions import SessionSnapshot, SessionState
-from streams.runtime.writer import EventWriter
-from tests.runtime.test_engine_properties import CODEC, LAYOUT, MemorySink
-from tests.runtime.test_held_shedding import _event
-
-RULE = OverflowRule(rule="low_latency/drop_oldest", defaulting_source="profile")
-
-
-def _writer() -> tuple[EventWriter, MemorySink]:
-    sink = MemorySink()
-    leases = LeaseBook("frames")
-    leases.grant(0, 0)
-    return EventWriter(layout=LAYOUT, codec=CODEC, egress=sink, leases=leases), sink
-
-
-def _last_snapshot(sink: MemorySink) -> bytes:
-    return [v for t, _, v in sink.records if t == LAYOUT.sessions][-1]
+from tests.runtime.test_held_shedding import RULE, _event, last_snapshot, snapshot_writer
 
 
 @settings(max_examples=150, deadline=None)
@@ -46,7 +30,7 @@ def test_cached_frames_give_the_snapshot_encoded_from_scratch(
 ) -> None:
     session = SessionState(session_id="s", tenant_id="acme", partition=0, bundle_id="b")
     held = HeldUtterances(limit=limit, rule=RULE)
-    cached, cached_sink = _writer()
+    cached, cached_sink = snapshot_writer()
     n = 0
     for ops in commits:  # each inner list is what happens between two commits
         for op in ops:
@@ -57,9 +41,9 @@ def test_cached_frames_give_the_snapshot_encoded_from_scratch(
             else:
                 held.next("s")
         cached.snapshot(session, pending=held.items("s"))
-        fresh, fresh_sink = _writer()
+        fresh, fresh_sink = snapshot_writer()
         fresh.snapshot(session, pending=held.items("s"))
-        assert _last_snapshot(cached_sink) == _last_snapshot(fresh_sink)
-        restored = cached.pending_of(SessionSnapshot.from_bytes(_last_snapshot(cached_sink)))
+        assert last_snapshot(cached_sink) == last_snapshot(fresh_sink)
+        restored = cached.pending_of(SessionSnapshot.from_bytes(last_snapshot(cached_sink)))
         assert [e.event_id for e in restored] == [e.event_id for e in held.items("s")]
         assert restored == list(held.items("s"))
