@@ -14,6 +14,8 @@ from typing import Any
 from streams.errors import TopicLayoutError
 
 __all__ = [
+    "INGRESS_MAX_RECORD_BYTES",
+    "OUTPUT_MAX_RECORD_BYTES",
     "Lane",
     "TopicDescription",
     "TopicLayout",
@@ -43,15 +45,41 @@ class TopicRole(StrEnum):
 
 LANE_ROLES = (TopicRole.CONTROL, TopicRole.DATA, TopicRole.TELEMETRY)
 
+# Record size limits. What the processor writes wraps what it read (a dead letter carries
+# the original bytes plus the reason; the log records an input whole), so the topics it
+# writes accept larger records than the lanes: bad input at the lanes' limit must still
+# be dead-lettered, not crash the processor's producer.
+INGRESS_MAX_RECORD_BYTES = 1 << 20
+OUTPUT_MAX_RECORD_BYTES = 4 << 20
+_LANE = {"max.message.bytes": str(INGRESS_MAX_RECORD_BYTES)}
+_OUTPUT = {"max.message.bytes": str(OUTPUT_MAX_RECORD_BYTES)}
+
 # Per-role topic configs. The log is the source of truth: never compacted, never expired.
 _ROLE_CONFIGS: dict[TopicRole, dict[str, str]] = {
-    TopicRole.CONTROL: {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
-    TopicRole.DATA: {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)},
-    TopicRole.TELEMETRY: {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)},
-    TopicRole.LOG: {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
-    TopicRole.LEASES: {"cleanup.policy": "compact"},
-    TopicRole.SESSIONS: {"cleanup.policy": "compact"},
-    TopicRole.DLQ: {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)},
+    TopicRole.CONTROL: {
+        "cleanup.policy": "delete",
+        "retention.ms": str(7 * 24 * 3600 * 1000),
+        **_LANE,
+    },
+    TopicRole.DATA: {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000), **_LANE},
+    TopicRole.TELEMETRY: {
+        "cleanup.policy": "delete",
+        "retention.ms": str(24 * 3600 * 1000),
+        **_LANE,
+    },
+    TopicRole.LOG: {
+        "cleanup.policy": "delete",
+        "retention.ms": "-1",
+        "retention.bytes": "-1",
+        **_OUTPUT,
+    },
+    TopicRole.LEASES: {"cleanup.policy": "compact", **_OUTPUT},
+    TopicRole.SESSIONS: {"cleanup.policy": "compact", **_OUTPUT},
+    TopicRole.DLQ: {
+        "cleanup.policy": "delete",
+        "retention.ms": str(30 * 24 * 3600 * 1000),
+        **_OUTPUT,
+    },
 }
 
 
@@ -162,7 +190,14 @@ def describe_topics(
         configs_by_topic[resource.name] = {
             key: entry.value
             for key, entry in entries.items()
-            if key in ("cleanup.policy", "retention.ms", "retention.bytes", "min.insync.replicas")
+            if key
+            in (
+                "cleanup.policy",
+                "retention.ms",
+                "retention.bytes",
+                "min.insync.replicas",
+                "max.message.bytes",
+            )
         }
     for role in TopicRole:
         name = layout.topic(role)

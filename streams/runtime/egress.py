@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.runtime.errors import FencedError, ProcessorError
+from streams.topics import OUTPUT_MAX_RECORD_BYTES
 
 __all__ = [
     "EgressConfig",
@@ -123,6 +124,8 @@ class TransactionalEgress:
             "linger.ms": config.linger_ms,
             "enable.idempotence": True,
             "acks": "all",
+            # Dead letters and recorded inputs wrap ingress records of up to the lanes' limit.
+            "message.max.bytes": OUTPUT_MAX_RECORD_BYTES,
             "logger": quiet,
         }
         if config.transactional:

@@ -51,7 +51,7 @@ from streams.runtime.leases import LeaseBook, read_latest_epochs
 from streams.runtime.sessions import SessionState, read_session_snapshots
 from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
-from streams.topics import TopicLayout
+from streams.topics import OUTPUT_MAX_RECORD_BYTES, TopicLayout
 
 # Records dispatched and node reports logged per loop step (then commits, expiry and the
 # turn tasks get their turn), and the chunk of either after which the loop looks for newly
@@ -172,8 +172,15 @@ class Processor:
                 transactional=config.transactional,
             )
         )
+        # The writer's frames wrap ingress frames (dead letters, recorded inputs): its limit is
+        # the output topics' record limit, less room for key and headers.
+        out_codec = EventCodec(
+            registry=self.codec.registry,
+            max_frame_bytes=OUTPUT_MAX_RECORD_BYTES - (64 << 10),
+            source=f"urn:rspp:processor:{self.holder}",
+        )
         self.writer = EventWriter(
-            layout=self.layout, codec=self.codec, egress=self.egress, leases=self.leases
+            layout=self.layout, codec=out_codec, egress=self.egress, leases=self.leases
         )
         self.engine = TurnEngine(
             writer=self.writer,

@@ -25,7 +25,7 @@ from streams.abi.codec import EventCodec
 from streams.client import VoiceClient
 from streams.runtime.processor import ProcessorConfig
 from streams.testing import ProcessorThread, check_log, read_dlq, read_log
-from streams.topics import Lane, TopicLayout, apply_topics
+from streams.topics import INGRESS_MAX_RECORD_BYTES, Lane, TopicLayout, apply_topics
 from tests.fault.harness import BUNDLE, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -40,7 +40,9 @@ class Sender:
 
     def __init__(self, bootstrap: str, layout: TopicLayout) -> None:
         self.layout = layout
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "linger.ms": 1, "message.max.bytes": 2 << 20}
+        )
         self.landed: list[tuple[str, int, int]] = []
         self.codec = EventCodec()
 
@@ -127,6 +129,18 @@ def _hostile(sender: Sender) -> None:
         )
     )
     sender.event(_env(ev.Cancel(scope=ev.CancelScope.SESSION, target="", reason="x"), "ghost", 0))
+    # At the lanes' record limit: garbage, whose dead letter carries all of it plus the
+    # reason, and a valid final transcript (as large as a default producer sends), which the
+    # log records whole. Neither derived record may be refused by the processor's producer.
+    sender.raw(Lane.DATA, b"\xff" * (INGRESS_MAX_RECORD_BYTES - 600), data)
+    sender.event(_env(ev.SessionOpen(transport="sdk", locale="en-US"), "big", 0))
+    sender.event(
+        _env(
+            ev.Transcript(kind=ev.TranscriptKind.FINAL, text="y" * 998_000, confidence=1.0),
+            "big",
+            1,
+        )
+    )
 
 
 def test_hostile_ingress_is_dead_lettered_and_the_processor_survives(

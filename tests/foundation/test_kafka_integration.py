@@ -134,6 +134,10 @@ def test_topics_apply_is_idempotent_and_configured(
     assert log_cfg["cleanup.policy"] == "delete" and log_cfg["retention.ms"] == "-1"
     assert dict(rows[TopicRole.LEASES].configs)["cleanup.policy"] == "compact"
     assert dict(rows[TopicRole.SESSIONS].configs)["cleanup.policy"] == "compact"
+    # What the processor writes wraps what it reads: output topics take larger records.
+    lane_max = int(dict(rows[TopicRole.DATA].configs)["max.message.bytes"])
+    for role in (TopicRole.LOG, TopicRole.DLQ, TopicRole.SESSIONS, TopicRole.LEASES):
+        assert int(dict(rows[role].configs)["max.message.bytes"]) >= 2 * lane_max, role
 
 
 def test_lanes_that_are_not_co_partitioned_are_refused(
