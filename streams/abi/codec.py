@@ -8,6 +8,7 @@ reader schema by fastavro. Every decode failure is a :class:`CodecError`.
 
 from __future__ import annotations
 
+import copy
 from io import BytesIO
 from typing import Any
 
@@ -59,6 +60,13 @@ class EventCodec:
         self._prefix = bytes([MAGIC_BYTE]) + self.schema_id.to_bytes(4, "big")
         # schema id -> (writer schema, reader schema or None when they are equal)
         self._writers: dict[int, tuple[Any, Any]] = {self.schema_id: (self._parsed, None)}
+
+    def with_limit(self, max_frame_bytes: int) -> EventCodec:
+        """This codec with another frame limit; schemas, registry and resolved writers are
+        shared (no second schema load or registration)."""
+        other = copy.copy(self)
+        other.max_frame_bytes = max_frame_bytes
+        return other
 
     # -- records (the layer fastavro sees; also what the benchmark compares) --
 

@@ -175,11 +175,7 @@ class Processor:
         )
         # The writer's frames wrap ingress frames (dead letters, recorded inputs): its limit is
         # the output topics' record limit, less room for key and headers.
-        out_codec = EventCodec(
-            registry=self.codec.registry,
-            max_frame_bytes=OUTPUT_MAX_RECORD_BYTES - (64 << 10),
-            source=f"urn:rspp:processor:{self.holder}",
-        )
+        out_codec = self.codec.with_limit(OUTPUT_MAX_RECORD_BYTES - (64 << 10))
         self.writer = EventWriter(
             layout=self.layout, codec=out_codec, egress=self.egress, leases=self.leases
         )

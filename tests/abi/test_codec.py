@@ -91,6 +91,11 @@ def test_oversized_frames_are_rejected_both_ways() -> None:
         small.encode(big)
     with pytest.raises(OversizedError):
         small.decode(b"\x00" * 201)
+    # A copy with a larger limit (the processor's writer) encodes it; the original still refuses.
+    wider = small.with_limit(2000)
+    assert wider.decode(wider.encode(big)) == big and wider.schema_id == small.schema_id
+    with pytest.raises(OversizedError):
+        small.encode(big)
 
 
 def test_unencodable_event_is_a_codec_error(codec: EventCodec) -> None:
