@@ -14,6 +14,8 @@ endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rspp-installed
 PYTEST_ARGS ?=
+# CI passes --fresh: a clean clone gets a broker with no topics left from earlier runs.
+BROKER_UP_ARGS ?=
 
 .PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench soak livekit clean
 
@@ -34,7 +36,7 @@ system-deps: ## Debian packages the voice nodes need (espeak-ng); no-op when pre
 setup: system-deps $(STAMP) ## create the venv and install RSPP with dev tools
 
 broker-up: setup ## start the local Kafka broker (skipped when RSPP_BOOTSTRAP is set)
-	$(BIN)/rspp broker up
+	$(BIN)/rspp broker up $(BROKER_UP_ARGS)
 
 broker-down: ## stop the local Kafka broker
 	-$(BIN)/rspp broker down

@@ -12,7 +12,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from bench.harness import BenchRow, print_rows, write_results
+from bench.harness import BenchRow, drop_scratch_topics, print_rows, write_results
 
 BENCHMARKS = {
     "passthrough": "bench.passthrough",
@@ -42,17 +42,21 @@ def main(argv: list[str] | None = None) -> int:
 
     bootstrap = resolve_bootstrap(start_local=True)
     rows: list[BenchRow] = []
-    for name in args.only or list(BENCHMARKS):
-        try:
-            module = importlib.import_module(BENCHMARKS[name])
-        except ModuleNotFoundError as exc:
-            print(f"bench: skipping {name}: {exc}", file=sys.stderr)
-            continue
-        kwargs: dict[str, object] = {"quick": args.quick}
-        if "bootstrap" in inspect.signature(module.run).parameters:
-            kwargs["bootstrap"] = bootstrap
-        print(f"bench: running {name} ...", file=sys.stderr)
-        rows.extend(BenchRow.from_dict(r) for r in module.run(**kwargs))
+    try:
+        for name in args.only or list(BENCHMARKS):
+            try:
+                module = importlib.import_module(BENCHMARKS[name])
+            except ModuleNotFoundError as exc:
+                print(f"bench: skipping {name}: {exc}", file=sys.stderr)
+                continue
+            kwargs: dict[str, object] = {"quick": args.quick}
+            if "bootstrap" in inspect.signature(module.run).parameters:
+                kwargs["bootstrap"] = bootstrap
+            print(f"bench: running {name} ...", file=sys.stderr)
+            rows.extend(BenchRow.from_dict(r) for r in module.run(**kwargs))
+    finally:
+        dropped = drop_scratch_topics(bootstrap)
+        print(f"bench: deleted {len(dropped)} scratch topic(s)", file=sys.stderr)
     print_rows(rows)
     path = write_results(rows, args.out)
     print(f"bench: results written to {path}", file=sys.stderr)

@@ -9,12 +9,36 @@ from __future__ import annotations
 import json
 import platform
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchRow", "fill_topic", "print_rows", "write_results"]
+__all__ = [
+    "BenchRow",
+    "drop_scratch_topics",
+    "fill_topic",
+    "print_rows",
+    "scratch_prefix",
+    "write_results",
+]
+
+# One token per bench process: every prefix it makes starts with bench-<token>-, so the run
+# can delete exactly its own topics at the end (a broker that keeps them runs out of files).
+_RUN = uuid.uuid4().hex[:6]
+
+
+def scratch_prefix(kind: str) -> str:
+    """A fresh deployment prefix for one measurement; dropped by ``drop_scratch_topics``."""
+    return f"bench-{_RUN}-{kind}-{uuid.uuid4().hex[:6]}"
+
+
+def drop_scratch_topics(bootstrap: str) -> list[str]:
+    """Delete the topics of every prefix this process got from ``scratch_prefix``."""
+    from streams.topics import delete_topics
+
+    return delete_topics(bootstrap, starts_with=f"bench-{_RUN}-")
 
 
 @dataclass(frozen=True, kw_only=True)

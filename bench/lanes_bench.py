@@ -22,9 +22,9 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
+from bench.harness import scratch_prefix
 from streams.lanes import IngressMode, LaneConfig, LaneIngress, RejectedRecord, ShedDecision
 from streams.topics import TopicLayout, apply_topics
 
@@ -136,7 +136,7 @@ class _Load:
 
 
 def _measure_lanes(bootstrap: str, mode: IngressMode, seconds: float) -> list[float]:
-    layout = TopicLayout(prefix=f"bench-lanes-{uuid.uuid4().hex[:8]}", partitions=PARTITIONS)
+    layout = TopicLayout(prefix=scratch_prefix("lanes"), partitions=PARTITIONS)
     apply_topics(bootstrap, layout)
     rejected: list[RejectedRecord] = []
     sheds: list[ShedDecision] = []
@@ -183,7 +183,7 @@ def _measure_lanes(bootstrap: str, mode: IngressMode, seconds: float) -> list[fl
 def _measure_fifo(bootstrap: str, seconds: float) -> list[float]:
     from confluent_kafka import Consumer
 
-    layout = TopicLayout(prefix=f"bench-fifo-{uuid.uuid4().hex[:8]}", partitions=PARTITIONS)
+    layout = TopicLayout(prefix=scratch_prefix("fifo"), partitions=PARTITIONS)
     apply_topics(bootstrap, layout)
     consumer = Consumer(
         {

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.harness import BenchRow, fill_topic
+from bench.harness import BenchRow, fill_topic, scratch_prefix
 
 __all__ = ["passthrough_rate", "run"]
 
@@ -70,7 +70,7 @@ def run(*, quick: bool, bootstrap: str) -> list[dict[str, Any]]:
     from streams.topics import TopicLayout, apply_topics
 
     count = 200_000 if quick else 1_000_000
-    layout = TopicLayout(prefix=f"bench-pt-{uuid.uuid4().hex[:8]}", partitions=6)
+    layout = TopicLayout(prefix=scratch_prefix("pt"), partitions=6)
     apply_topics(bootstrap, layout)
     produce_rate = fill_topic(bootstrap, layout.data, count=count, size=RECORD_SIZE)
     rate = passthrough_rate(bootstrap, source=layout.data, sink=layout.log, count=count)

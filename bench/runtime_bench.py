@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from bench.harness import BenchRow
+from bench.harness import BenchRow, scratch_prefix
 from bench.passthrough import passthrough_rate
 
 __all__ = ["run", "transcript_only_bundle"]
@@ -195,7 +195,7 @@ def _flood_rss(bootstrap: str, *, seconds: float, sessions: int) -> dict[str, An
     from streams.nodes import synthesize_pcm16
     from streams.topics import TopicLayout, apply_topics
 
-    prefix = f"bench-rt-flood-{uuid.uuid4().hex[:6]}"
+    prefix = scratch_prefix("rt-flood")
     apply_topics(bootstrap, TopicLayout(prefix=prefix, partitions=PARTITIONS))
     proc = subprocess.Popen(
         [sys.executable, "-c", "from streams.cli import main; main()", "run", "--prefix", prefix,
@@ -267,8 +267,7 @@ def run(*, quick: bool, bootstrap: str) -> list[dict[str, Any]]:
     sessions, per_session = (200, 10) if quick else (500, 20)
     workdir = Path(tempfile.mkdtemp(prefix="rspp-runtime-bench-"))
     bundle = transcript_only_bundle(workdir)
-    run_id = uuid.uuid4().hex[:6]
-    layouts = {k: TopicLayout(prefix=f"bench-rt-{k}-{run_id}", partitions=PARTITIONS)
+    layouts = {k: TopicLayout(prefix=scratch_prefix(f"rt-{k}"), partitions=PARTITIONS)
                for k in ("txn", "notxn", "peer")}
     for layout in layouts.values():
         apply_topics(bootstrap, layout)

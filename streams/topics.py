@@ -21,7 +21,9 @@ __all__ = [
     "TopicLayout",
     "TopicRole",
     "apply_topics",
+    "delete_topics",
     "describe_topics",
+    "topic_names",
 ]
 
 
@@ -301,6 +303,37 @@ def apply_topics(
             raise TopicLayoutError(f"could not create topic {name}: {exc}") from exc
     _wait_for_topics(admin, [t.topic for t in new_topics], timeout=timeout)
     return sorted(created)
+
+
+def topic_names(bootstrap: str, *, starts_with: str, timeout: float = 30.0) -> list[str]:
+    """Names of the cluster's topics that start with ``starts_with``, sorted."""
+    metadata = _admin(bootstrap).list_topics(timeout=timeout)
+    return sorted(n for n in metadata.topics if n.startswith(starts_with))
+
+
+def delete_topics(bootstrap: str, *, starts_with: str, timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with ``starts_with``; return the names deleted.
+
+    For a deployment prefix P pass ``"P."`` so that prefix ``demo`` does not also match
+    ``demo2.log``. Kafka's internal topics (``__*``) are never touched.
+    """
+    if not starts_with or starts_with.startswith("__"):
+        raise TopicLayoutError(f"refusing to delete topics matching {starts_with!r}")
+    names = topic_names(bootstrap, starts_with=starts_with, timeout=timeout)
+    if not names:
+        return []
+    admin = _admin(bootstrap)
+    deleted: list[str] = []
+    for name, future in admin.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            deleted.append(name)
+        except Exception as exc:
+            # Deleted meanwhile by someone else: the outcome the caller wanted.
+            if "UNKNOWN_TOPIC" in str(exc):
+                continue
+            raise TopicLayoutError(f"could not delete topic {name}: {exc}") from exc
+    return sorted(deleted)
 
 
 def _wait_for_topics(admin: Any, names: list[str], *, timeout: float) -> None:

@@ -24,9 +24,12 @@ from typing import Any
 from streams.config import kafka_version, rspp_home
 from streams.errors import BrokerError
 
-__all__ = ["BrokerConfig", "BrokerStatus", "LocalBroker", "wait_until_ready"]
+__all__ = ["CROWDED_PARTITIONS", "BrokerConfig", "BrokerStatus", "LocalBroker", "wait_until_ready"]
 
 _MAIN_CLASS = "kafka.Kafka"
+# Every partition keeps at least one segment file open; past ~20k (a common open-files
+# limit) the broker fails its log dir with "Too many open files" and halts. Warn well before.
+CROWDED_PARTITIONS = 8000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +74,12 @@ class BrokerStatus:
     pid: int | None
     state_dir: str
     log_file: str
+    partitions_on_disk: int
+
+    @property
+    def crowded(self) -> bool:
+        """True when the partitions kept on disk approach what one broker's file handles allow."""
+        return self.partitions_on_disk >= CROWDED_PARTITIONS
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -81,6 +90,7 @@ class BrokerStatus:
             "pid": self.pid,
             "state_dir": self.state_dir,
             "log_file": self.log_file,
+            "partitions_on_disk": self.partitions_on_disk,
         }
 
 
@@ -197,10 +207,30 @@ class LocalBroker:
             pid=pid,
             state_dir=str(self.config.state_dir),
             log_file=str(self.log_file),
+            partitions_on_disk=self.partitions_on_disk(),
         )
 
-    def up(self, *, timeout: float = 60.0) -> BrokerStatus:
-        """Start the broker unless ours is already running; wait until it answers."""
+    def partitions_on_disk(self) -> int:
+        """Topic partitions the broker keeps in its data dir (Kafka's internal ones included)."""
+        try:
+            entries = list(self._data_dir.iterdir())
+        except FileNotFoundError:
+            return 0
+        return sum(
+            1
+            for e in entries
+            if e.is_dir() and e.name.rpartition("-")[2].isdigit() and "__cluster_metadata" not in e.name
+        )
+
+    def up(self, *, timeout: float = 60.0, fresh: bool = False) -> BrokerStatus:
+        """Start the broker unless ours is already running; wait until it answers.
+
+        ``fresh`` stops a running broker first and discards every topic (a clean
+        cluster, as CI wants); jars and the cluster id are kept.
+        """
+        if fresh:
+            self.down()
+            shutil.rmtree(self._data_dir, ignore_errors=True)
         pid = self._live_pid()
         if pid is None:
             jars = self.ensure_jars()

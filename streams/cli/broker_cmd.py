@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from streams.broker import BrokerConfig, LocalBroker
+from streams.broker import BrokerConfig, BrokerStatus, LocalBroker
 from streams.cli.output import console, emit_json, err_console
 from streams.config import external_bootstrap, kafka_version, local_broker_port
 
@@ -48,6 +48,12 @@ def _external_notice(json_out: bool) -> bool:
 def up(
     port: PortOpt = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 90.0,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh", help="Stop it if running and discard every topic first (CI starts clean)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Start the broker (idempotent) and wait until an AdminClient metadata call answers."""
@@ -58,12 +64,22 @@ def up(
         err_console.print(
             f"starting Apache Kafka {broker.config.version} on {broker.config.bootstrap} ..."
         )
-    status = broker.up(timeout=timeout)
+    status = broker.up(timeout=timeout, fresh=fresh)
     if json_out:
         emit_json(status.as_dict())
-    else:
-        console.print(
-            f"broker ready at [bold]{status.bootstrap}[/] (pid {status.pid}, Kafka {status.version})"
+        return
+    console.print(
+        f"broker ready at [bold]{status.bootstrap}[/] (pid {status.pid}, Kafka {status.version})"
+    )
+    _warn_if_crowded(status)
+
+
+def _warn_if_crowded(status: BrokerStatus) -> None:
+    if status.crowded:
+        err_console.print(
+            f"[yellow]warning:[/] {status.partitions_on_disk} partitions on disk; each holds open "
+            "files and the broker halts when it runs out. Drop old prefixes with "
+            "`rspp topics delete --prefix P --yes`, or start empty with `rspp broker up --fresh`."
         )
 
 
@@ -95,6 +111,8 @@ def status(port: PortOpt = None, json_out: JsonOpt = False) -> None:
         console.print(f"pid:       {st.pid if st.pid is not None else '-'}")
         console.print(f"state dir: {st.state_dir}")
         console.print(f"log file:  {st.log_file}")
+        console.print(f"partitions on disk: {st.partitions_on_disk}")
+        _warn_if_crowded(st)
     if not st.ready:
         raise typer.Exit(1)
 

@@ -1,4 +1,4 @@
-"""``rspp topics apply|describe``: the topic layout of one deployment prefix."""
+"""``rspp topics apply|describe|delete``: the topic layout of one deployment prefix."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.table import Table
 
 from streams.cli.output import console, emit_json
 from streams.cluster import resolve_bootstrap
-from streams.topics import TopicLayout, apply_topics, describe_topics
+from streams.topics import TopicLayout, apply_topics, delete_topics, describe_topics, topic_names
 
 __all__ = ["app"]
 
@@ -84,3 +84,34 @@ def describe(prefix: PrefixOpt, bootstrap: BootstrapOpt = None, json_out: JsonOp
     console.print(table)
     if not all(r.exists for r in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def delete(
+    prefix: PrefixOpt,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Really delete; without it, only list what would go.")
+    ] = False,
+    bootstrap: BootstrapOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete every topic of PREFIX (P.*): its log, DLQ, lanes and state. Needs --yes.
+
+    Each partition keeps files open on the broker, so a development broker that
+    collects demo, bench and test prefixes eventually runs out of file handles;
+    delete prefixes you no longer audit.
+    """
+    address = resolve_bootstrap(bootstrap, timeout=15.0)
+    if not yes:
+        names = topic_names(address, starts_with=prefix + ".")
+        if json_out:
+            emit_json({"prefix": prefix, "bootstrap": address, "deleted": [], "would_delete": names})
+        else:
+            console.print(f"would delete {len(names)} topic(s): {', '.join(names) or '-'}")
+            console.print("nothing deleted; re-run with --yes")
+        raise typer.Exit(1)
+    deleted = delete_topics(address, starts_with=prefix + ".")
+    if json_out:
+        emit_json({"prefix": prefix, "bootstrap": address, "deleted": deleted})
+    else:
+        console.print(f"deleted {len(deleted)} topic(s) of {prefix!r}")

@@ -26,6 +26,7 @@ from streams.nodes import synthesize_pcm16
 from streams.runtime.processor import ProcessorConfig
 from streams.testing import LoggedEvent, ProcessorThread, check_log, read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
+from tests.conftest import drop_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -113,6 +114,7 @@ def recorded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     dead = read_dlq(kafka_bootstrap, prefix, partitions=PARTITIONS)
     assert check_log(rows) == []
     yield Recorded(prefix, db, first, first_log, second, third, rows, dead)
+    drop_topics(kafka_bootstrap, prefix + ".")
 
 
 def test_row_counts_match_the_log_and_loads_are_incremental(recorded: Recorded) -> None:

@@ -1,15 +1,18 @@
-"""`rspp broker up` twice starts one broker; `down` leaves no process behind."""
+"""`rspp broker up` twice starts one broker; `--fresh` starts an empty one; `down` leaves no
+process behind."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from streams.broker import BrokerConfig, LocalBroker
 from streams.config import external_bootstrap
+from streams.topics import TopicLayout, TopicRole, apply_topics, topic_names
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -28,7 +31,9 @@ def _free_port_pair() -> int:
 @pytest.mark.skipif(
     external_bootstrap() is not None, reason="RSPP_BOOTSTRAP set: this machine runs no local broker"
 )
-def test_up_twice_is_one_broker_and_down_stops_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_up_twice_is_one_broker_fresh_starts_empty_and_down_stops_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     # kafka_bootstrap ensures the shared jar cache exists; this broker gets its own port and a
     # private state dir (the jars are linked in, not resolved again).
     shared = LocalBroker(BrokerConfig()).ensure_jars().parent
@@ -40,10 +45,24 @@ def test_up_twice_is_one_broker_and_down_stops_it(kafka_bootstrap: str, tmp_path
         assert first.ready and second.ready
         assert first.pid == second.pid and first.pid is not None
         assert broker.status().version == broker.config.version
+
+        layout = TopicLayout(prefix="fresh-check", partitions=3)
+        apply_topics(first.bootstrap, layout)
+        # The broker makes partition dirs a moment after metadata shows their leaders.
+        deadline = time.monotonic() + 30
+        while broker.status().partitions_on_disk < 3 * len(TopicRole):
+            assert time.monotonic() < deadline, broker.status()
+            time.sleep(0.2)
+        # --fresh: a new process and none of the old topics (what CI starts from).
+        fresh = broker.up(timeout=120, fresh=True)
+        assert fresh.ready and fresh.pid not in (None, first.pid)
+        assert topic_names(fresh.bootstrap, starts_with="fresh-check.") == []
+        assert fresh.partitions_on_disk < 3 * len(TopicRole)
     finally:
         stopped = broker.down()
     assert stopped
-    assert first.pid is not None
-    with pytest.raises(ProcessLookupError):
-        os.kill(first.pid, 0)
+    for pid in (first.pid, fresh.pid):
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     assert not broker.status().running

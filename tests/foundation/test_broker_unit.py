@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from streams.broker import BrokerConfig, LocalBroker
+from streams.broker.local import CROWDED_PARTITIONS
 
 
 def _free_port() -> int:
@@ -36,6 +38,19 @@ def test_properties_are_single_node_kraft(tmp_path: Path) -> None:
 def test_status_of_a_broker_never_started(tmp_path: Path) -> None:
     st = LocalBroker(BrokerConfig(port=_free_port(), home=tmp_path)).status()
     assert not st.running and not st.ready and st.pid is None
+
+
+def test_partitions_on_disk_counts_topic_partitions_only(tmp_path: Path) -> None:
+    broker = LocalBroker(BrokerConfig(port=_free_port(), home=tmp_path))
+    data = broker.config.state_dir / "data"
+    for name in ("demo.log-0", "demo.log-1", "__consumer_offsets-3", "__cluster_metadata-0",
+                 "demo.dlq-0.6f1c2d-delete"):
+        (data / name).mkdir(parents=True)
+    (data / "meta.properties").write_text("")
+    st = broker.status()
+    assert st.partitions_on_disk == 3
+    assert not st.crowded
+    assert replace(st, partitions_on_disk=CROWDED_PARTITIONS).crowded
 
 
 def test_stale_pid_file_is_not_claimed(tmp_path: Path) -> None:

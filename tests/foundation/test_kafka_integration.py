@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.errors import TopicLayoutError
-from streams.topics import TopicLayout, TopicRole, apply_topics, describe_topics
+from streams.topics import (
+    TopicLayout,
+    TopicRole,
+    apply_topics,
+    delete_topics,
+    describe_topics,
+    topic_names,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -155,3 +163,48 @@ def test_lanes_that_are_not_co_partitioned_are_refused(
         f.result(10)
     with pytest.raises(TopicLayoutError, match="not co-partitioned"):
         apply_topics(kafka_bootstrap, layout)
+
+
+def test_delete_topics_takes_exactly_one_prefix(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    base = unique_prefix()
+    doomed, neighbour = TopicLayout(prefix=base, partitions=1), TopicLayout(
+        prefix=base + "x", partitions=1
+    )
+    apply_topics(kafka_bootstrap, doomed)
+    apply_topics(kafka_bootstrap, neighbour)
+    deleted = delete_topics(kafka_bootstrap, starts_with=base + ".")
+    assert deleted == sorted(doomed.topic(r) for r in TopicRole)
+    assert topic_names(kafka_bootstrap, starts_with=base + ".") == []
+    # A prefix that merely starts the same way is another deployment: untouched.
+    assert topic_names(kafka_bootstrap, starts_with=base + "x.") == sorted(
+        neighbour.topic(r) for r in TopicRole
+    )
+    assert delete_topics(kafka_bootstrap, starts_with=base + ".") == []
+    for bad in ("", "__consumer"):
+        with pytest.raises(TopicLayoutError, match="refusing"):
+            delete_topics(kafka_bootstrap, starts_with=bad)
+
+
+def test_cli_topics_delete_lists_without_yes_and_deletes_with_it(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import _register, app
+
+    _register()
+    prefix = unique_prefix()
+    layout = TopicLayout(prefix=prefix, partitions=1)
+    apply_topics(kafka_bootstrap, layout)
+    args = ["topics", "delete", "--prefix", prefix, "--bootstrap", kafka_bootstrap, "--json"]
+    dry = CliRunner().invoke(app, args)
+    assert dry.exit_code == 1
+    listed = json.loads(dry.stdout)
+    assert listed["deleted"] == [] and len(listed["would_delete"]) == len(TopicRole)
+    assert len(topic_names(kafka_bootstrap, starts_with=prefix + ".")) == len(TopicRole)
+    real = CliRunner().invoke(app, [*args, "--yes"])
+    assert real.exit_code == 0, real.output
+    assert sorted(json.loads(real.stdout)["deleted"]) == sorted(layout.topic(r) for r in TopicRole)
+    assert topic_names(kafka_bootstrap, starts_with=prefix + ".") == []
