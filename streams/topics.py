@@ -291,18 +291,15 @@ def apply_topics(
         )
     if not new_topics:
         return []
-    created: list[str] = []
-    for name, future in admin.create_topics(new_topics, operation_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-            created.append(name)
-        except Exception as exc:
-            # Another processor may have created it between our metadata call and now.
-            if "TOPIC_ALREADY_EXISTS" in str(exc) or "already exists" in str(exc):
-                continue
-            raise TopicLayoutError(f"could not create topic {name}: {exc}") from exc
+    # Another processor may have created one between our metadata call and now.
+    created = _settle(
+        admin.create_topics(new_topics, operation_timeout=timeout),
+        verb="create",
+        benign=("TOPIC_ALREADY_EXISTS", "already exists"),
+        timeout=timeout,
+    )
     _wait_for_topics(admin, [t.topic for t in new_topics], timeout=timeout)
-    return sorted(created)
+    return created
 
 
 def topic_names(bootstrap: str, *, starts_with: str, timeout: float = 30.0) -> list[str]:
@@ -322,18 +319,31 @@ def delete_topics(bootstrap: str, *, starts_with: str, timeout: float = 30.0) ->
     names = topic_names(bootstrap, starts_with=starts_with, timeout=timeout)
     if not names:
         return []
-    admin = _admin(bootstrap)
-    deleted: list[str] = []
-    for name, future in admin.delete_topics(names, operation_timeout=timeout).items():
+    admin = _admin(bootstrap)  # must outlive its futures: a destroyed handle fails them
+    # Deleted meanwhile by someone else: the outcome the caller wanted.
+    return _settle(
+        admin.delete_topics(names, operation_timeout=timeout),
+        verb="delete",
+        benign=("UNKNOWN_TOPIC",),
+        timeout=timeout,
+    )
+
+
+def _settle(
+    futures: dict[str, Any], *, verb: str, benign: tuple[str, ...], timeout: float
+) -> list[str]:
+    """Wait for per-topic admin futures; names that succeeded, sorted. An error whose text
+    holds one of ``benign`` means the cluster is already as wanted; others raise."""
+    done: list[str] = []
+    for name, future in futures.items():
         try:
             future.result(timeout=timeout)
-            deleted.append(name)
+            done.append(name)
         except Exception as exc:
-            # Deleted meanwhile by someone else: the outcome the caller wanted.
-            if "UNKNOWN_TOPIC" in str(exc):
+            if any(marker in str(exc) for marker in benign):
                 continue
-            raise TopicLayoutError(f"could not delete topic {name}: {exc}") from exc
-    return sorted(deleted)
+            raise TopicLayoutError(f"could not {verb} topic {name}: {exc}") from exc
+    return sorted(done)
 
 
 def _wait_for_topics(admin: Any, names: list[str], *, timeout: float) -> None:
