@@ -165,7 +165,7 @@ def _faust_rate(
     out = workdir / f"faust-{uuid.uuid4().hex[:6]}.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.runtime_faust", bootstrap, source, sink, str(total), str(bundle),
-         str(out), mode],
+         str(out), mode, scratch_prefix("faust")],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

@@ -43,13 +43,16 @@ def main(argv: list[str]) -> None:
 
     bootstrap, source, sink, count_s, bundle_path, out, *rest = argv
     mode = rest[0] if rest else "reply"
+    # The app id prefixes Faust's own topics (table changelog, assignor); the parent passes a
+    # scratch prefix so that `make bench` deletes them with its own.
+    app_id = rest[1] if len(rest) > 1 else f"bench-faust-{uuid.uuid4().hex[:8]}"
     count = int(count_s)
     bundle = read_bundle(Path(bundle_path))
     chain = TextChain(bundle)
     codec = EventCodec()
     same_log = mode == "log"
     app = faust.App(
-        f"bench-faust-{uuid.uuid4().hex[:8]}",
+        app_id,
         broker=f"kafka://{bootstrap}",
         # Topics say "raw" themselves; the session table (log mode) stores JSON.
         value_serializer="json",
