@@ -36,6 +36,29 @@ def control_latencies_ms(rows: list[LoggedEvent]) -> list[float]:
     )
 
 
+def first_output_latencies_ms(
+    rows: list[LoggedEvent], *, sent_from: float = 0.0, sent_until: float = float("inf")
+) -> list[float]:
+    """Each turn that produced output and whose triggering input was sent within
+    [``sent_from``, ``sent_until``) (epoch seconds, voice service clock): sent → its first
+    OUTPUT_ACCEPTED appended to the log. The MVP turn-latency gate (NF-024) measures the
+    same span for audio (end of utterance → first audio)."""
+    sent: dict[str, float] = {}
+    first: dict[str, float] = {}
+    for r in rows:
+        turn = r.event.turn_id
+        if turn is None or r.logged_ms <= 0:
+            continue
+        if r.event.event_type in (ev.EventType.TRANSCRIPT, ev.EventType.END_OF_UTTERANCE):
+            sent.setdefault(turn, r.event.ts.timestamp() * 1000.0)
+        elif r.event.event_type is ev.EventType.OUTPUT_ACCEPTED:
+            first.setdefault(turn, r.logged_ms)
+    window = (sent_from * 1000.0, sent_until * 1000.0)
+    return sorted(
+        first[t] - sent[t] for t in first if t in sent and window[0] <= sent[t] < window[1]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fault.soak")
     parser.add_argument("--kills", type=int, default=200)

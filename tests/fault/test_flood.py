@@ -8,7 +8,9 @@ the second twice the first. Afterwards:
 
 - control latency (CANCEL sent → the processor appends it to the log, aborting the turn
   if one is open) stays within goal: median under the 50 ms MVP gate, p99 bounded;
-- every ordinary session still got turns committed during the flood;
+- every ordinary session still got turns committed during the flood, within its budgets:
+  no turn timed out or was deferred, and trigger → first accepted output stays under the
+  MVP turn-latency gate (1500 ms p95);
 - the overload is shed deterministically and logged, never silent, and only on
   the flooded sessions: final transcripts that arrive while a session's turn
   responds are held in a bounded buffer, and past its limit the oldest are
@@ -42,7 +44,7 @@ from tests.fault.harness import (
     verify,
     wait_for,
 )
-from tests.fault.soak import control_latencies_ms
+from tests.fault.soak import control_latencies_ms, first_output_latencies_ms
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -52,6 +54,10 @@ BURST = 3000  # transcripts per flooded session in the first burst (the second i
 # meet the MVP gate, the tail gets slack for the box (it is printed, and measured in bench/).
 MVP_CONTROL_MS = 50.0
 CONTROL_P99_BOUND_MS = 500.0
+ORDINARY = 4
+ORDINARY_RATE = 25.0  # records/s over the ordinary sessions
+PACED_S = 8.0  # the 10x phase
+TURN_LATENCY_GATE_MS = 1500.0  # mvp_gates_manifest_v1.yaml turn_latency_p95
 RSS_BOUND_KB = 400 * 1024
 RSS_GROWTH_KB = 40 * 1024
 # Ordinary traffic (25 records/s) keeps arriving while we check: a handful of its
@@ -64,6 +70,24 @@ def _flood(traffic: Traffic, sessions: list[VoiceSession], frames: int) -> None:
         for s in sessions:
             traffic.sent[s.send_transcript(f"flood {i}").event_id] = s.session_id
     assert traffic.client.flush(30) == 0
+
+
+def _paced_flood(
+    traffic: Traffic, sessions: list[VoiceSession], per_session_rate: float, seconds: float
+) -> None:
+    interval = 1.0 / per_session_rate
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < seconds:
+        for s in sessions:
+            traffic.sent[s.send_transcript(f"paced {i}").event_id] = s.session_id
+        i += 1
+        time.sleep(max(0.0, start + i * interval - time.monotonic()))
+    assert traffic.client.flush(30) == 0
+
+
+def _p(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))]
 
 
 def _sampler(proc: ProcessorProc, stop: threading.Event) -> threading.Thread:
@@ -89,7 +113,9 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
         workdir=tmp_path,
         partitions=PARTITIONS,
     )
-    normal = Traffic(bootstrap=kafka_bootstrap, prefix=prefix, sessions=4, seed=9, cancel_ratio=0.3)
+    normal = Traffic(
+        bootstrap=kafka_bootstrap, prefix=prefix, sessions=ORDINARY, seed=9, cancel_ratio=0.3
+    )
     flooder = Traffic(bootstrap=kafka_bootstrap, prefix=prefix + "-f", sessions=0, seed=1)
     flooder.client = normal.client.__class__(
         bootstrap=kafka_bootstrap, prefix=prefix, tenant_id="acme"
@@ -100,11 +126,13 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
         sampler = _sampler(proc, stop_sampling)
         try:
             floods = [flooder.open(), flooder.open()]
-            normal.run_in_background(25.0, rotate_every=0)
+            normal.run_in_background(ORDINARY_RATE, rotate_every=0)
             wait_for(
                 lambda: _commits(kafka_bootstrap, prefix, set()) >= 4, 45, "turns before the flood"
             )
             flood_started = time.time()
+            _paced_flood(flooder, floods, 10 * ORDINARY_RATE / ORDINARY, PACED_S)
+            paced_ended = time.time()
             _flood(flooder, floods, BURST)
             _wait_handled(kafka_bootstrap, prefix, "burst 1")
             peak_first = proc.max_rss_kb
@@ -130,14 +158,18 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
         if r.event.session_id not in flooded and r.event.ts.timestamp() >= flood_started
     ]
     lat = control_latencies_ms(during)  # the cancels sent while the floods ran
-    p50 = lat[len(lat) // 2]
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    p50, p99 = _p(lat, 0.5), _p(lat, 0.99)
+    paced = first_output_latencies_ms(during, sent_until=paced_ended)
+    bursts = first_output_latencies_ms(during, sent_from=paced_ended)
     sheds = [r for r in rows if isinstance(r.event.payload, ev.Shed)]
     print(
         f"\nflood: {acc.sent} sent, {acc.shed} shed in {len(sheds)} SHED events; "
         f"control (cancel sent -> acted on) p50 {p50:.0f} ms p99 {p99:.0f} ms over {len(lat)} cancels "
         f"(MVP gate {MVP_CONTROL_MS:.0f} ms on the median, p99 bound {CONTROL_P99_BOUND_MS:.0f} ms); "
-        f"RSS peak {peak_first // 1024} MiB after burst 1, {peak_second // 1024} MiB after burst 2"
+        f"RSS peak {peak_first // 1024} MiB after burst 1, {peak_second // 1024} MiB after burst 2; "
+        f"ordinary turns' trigger -> first output: p50 {_p(paced, 0.5):.0f} / p95 "
+        f"{_p(paced, 0.95):.0f} ms at 10x ({len(paced)} turns), p50 {_p(bursts, 0.5):.0f} / p95 "
+        f"{_p(bursts, 0.95):.0f} ms in the bursts ({len(bursts)} turns)"
     )
     assert len(lat) >= 20, f"only {len(lat)} cancels measured"
     assert p50 <= MVP_CONTROL_MS, f"control p50 {p50:.0f} ms under flood"
@@ -145,6 +177,15 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
     served = {r.event.session_id for r in during if r.event.event_type is ev.EventType.TURN_COMMIT}
     normal_sessions = set(normal.sent.values())
     assert normal_sessions <= served, f"starved: {sorted(normal_sessions - served)}"
+    assert len(paced) >= 20, f"only {len(paced)} ordinary turns during the 10x flood"
+    assert _p(paced, 0.95) <= TURN_LATENCY_GATE_MS, f"ordinary turns at 10x: p95 {_p(paced, 0.95)}"
+    over_budget = [
+        r
+        for r in during
+        if isinstance(r.event.payload, ev.Defer)
+        or (isinstance(r.event.payload, ev.TurnAbort) and r.event.payload.reason == "turn timeout")
+    ]
+    assert over_budget == [], f"ordinary sessions over budget: {over_budget[:3]}"
     overload = [
         r
         for r in read_dlq(kafka_bootstrap, prefix, partitions=PARTITIONS)
