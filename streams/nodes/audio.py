@@ -1,8 +1,10 @@
 """PCM helpers and the espeak-ng subprocess: WAV parsing, resampling, chunking.
 
-No numpy in the runtime, so the resampler is pure Python with integer
-arithmetic only: the output is bit-identical on every platform, which keeps
-synthesised audio (and everything recognised from it) reproducible.
+The resampler uses integer arithmetic only (numpy int64, vectorised): the output
+is bit-identical on every platform, which keeps synthesised audio (and everything
+recognised from it) reproducible. It runs on the processor's event loop, so it
+must be fast: a pure-Python loop took 12-16 ms per spoken reply, time during which
+no cancel could be served.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import asyncio
 import shutil
 import struct
 import subprocess
-from array import array
 from collections.abc import Iterator
+
+import numpy as np
 
 from streams.nodes.errors import BadInputError, ProviderError
 
@@ -70,20 +73,14 @@ def resample_pcm16(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
         raise BadInputError(f"PCM16 length {len(pcm)} is not a whole number of samples")
     if src_rate == dst_rate or not pcm:
         return pcm
-    src = array("h")
-    src.frombytes(pcm)
-    n_src = len(src)
-    n_dst = n_src * dst_rate // src_rate
-    out = array("h", bytes(n_dst * _BYTES_PER_SAMPLE))
-    last = n_src - 1
-    half = dst_rate // 2
-    for i in range(n_dst):
-        num = i * src_rate
-        j, frac = divmod(num, dst_rate)
-        a = src[j]
-        b = src[j + 1] if j < last else a
-        out[i] = a + ((b - a) * frac + half) // dst_rate
-    return out.tobytes()
+    src = np.frombuffer(pcm, dtype="<i2").astype(np.int64)
+    n_dst = len(src) * dst_rate // src_rate
+    j, frac = np.divmod(np.arange(n_dst, dtype=np.int64) * src_rate, dst_rate)
+    a = src[j]
+    b = src[np.minimum(j + 1, len(src) - 1)]  # the last sample holds past the end
+    # numpy's // on integers floors like Python's, so this is the exact integer formula.
+    out = a + ((b - a) * frac + dst_rate // 2) // dst_rate
+    return bytes(out.astype("<i2").tobytes())
 
 
 def chunk_pcm16(pcm: bytes, *, sample_rate: int, chunk_ms: int = 20) -> Iterator[bytes]:

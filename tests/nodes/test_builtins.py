@@ -7,7 +7,7 @@ import struct
 from array import array
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.nodes import (
@@ -142,6 +142,36 @@ def test_resample_is_exact_and_sized() -> None:
     assert resample_pcm16(src, 22050, 16000) == out
     with pytest.raises(BadInputError):
         resample_pcm16(b"\0\0\0", 22050, 16000)
+
+
+def _resample_reference(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
+    """The defining formula, one sample at a time: output i sits at source position
+    i*src/dst, linearly interpolated, rounded half up, the last sample held."""
+    src = array("h")
+    src.frombytes(pcm)
+    if src_rate == dst_rate or not src:
+        return pcm
+    n_dst = len(src) * dst_rate // src_rate
+    out = array("h", bytes(2 * n_dst))
+    for i in range(n_dst):
+        j, frac = divmod(i * src_rate, dst_rate)
+        a = src[j]
+        b = src[j + 1] if j + 1 < len(src) else a
+        out[i] = a + ((b - a) * frac + dst_rate // 2) // dst_rate
+    return out.tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    samples=st.lists(st.integers(-32768, 32767), max_size=400),
+    src_rate=st.sampled_from([8000, 16000, 22050, 24000, 44100, 48000]),
+    dst_rate=st.sampled_from([8000, 16000, 22050, 24000, 44100, 48000]),
+)
+def test_resample_matches_the_integer_formula_bit_for_bit(
+    samples: list[int], src_rate: int, dst_rate: int
+) -> None:
+    pcm = array("h", samples).tobytes()
+    assert resample_pcm16(pcm, src_rate, dst_rate) == _resample_reference(pcm, src_rate, dst_rate)
 
 
 def test_parse_wav_tolerates_streaming_placeholder_sizes() -> None:
