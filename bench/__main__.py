@@ -20,6 +20,7 @@ BENCHMARKS = {
     "lanes": "bench.lanes_bench",
     "replay": "bench.replay_bench",
     "extensions": "bench.extensions_bench",
+    "voice": "bench.voice_bench",
     "audit": "bench.audit_bench",
     "runtime": "bench.runtime_bench",
 }

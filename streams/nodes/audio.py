@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import struct
 import subprocess
+from array import array
 from collections.abc import Iterator
 
 import numpy as np
@@ -26,6 +27,7 @@ __all__ = [
     "espeak_pcm16",
     "parse_wav",
     "resample_pcm16",
+    "resample_pcm16_reference",
     "synthesize_pcm16",
 ]
 
@@ -81,6 +83,24 @@ def resample_pcm16(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
     # numpy's // on integers floors like Python's, so this is the exact integer formula.
     out = a + ((b - a) * frac + dst_rate // 2) // dst_rate
     return bytes(out.astype("<i2").tobytes())
+
+
+def resample_pcm16_reference(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
+    """The defining formula of :func:`resample_pcm16`, one sample at a time (its test
+    oracle and benchmark baseline): output i sits at source position i*src/dst, linearly
+    interpolated, rounded half up, the last sample held past the end."""
+    src = array("h")
+    src.frombytes(pcm)
+    if src_rate == dst_rate or not src:
+        return pcm
+    n_dst = len(src) * dst_rate // src_rate
+    out = array("h", bytes(_BYTES_PER_SAMPLE * n_dst))
+    for i in range(n_dst):
+        j, frac = divmod(i * src_rate, dst_rate)
+        a = src[j]
+        b = src[j + 1] if j + 1 < len(src) else a
+        out[i] = a + ((b - a) * frac + dst_rate // 2) // dst_rate
+    return out.tobytes()
 
 
 def chunk_pcm16(pcm: bytes, *, sample_rate: int, chunk_ms: int = 20) -> Iterator[bytes]:

@@ -3,18 +3,26 @@
 pocketsphinx's default n-gram model mis-hears espeak-ng voices ("turn on the
 kitchen lights" -> "they're not looking like"), so the node always decodes
 against a JSGF grammar: given verbatim, or built from the expected phrases.
-Decoders load the acoustic model (~0.1 s), so they are pooled per
-(grammar, sample rate) and reused across turns instead of built per turn.
+Decoders are pooled per (grammar, sample rate) and reused across turns. A new
+one is built when more sessions speak at once than the pool holds, on the event
+loop and holding the GIL (a thread would not help), so it must be cheap: with the
+full 135k-word dictionary it took 100-140 ms (and ~20 MB), stalling every session
+and cancel; with a dictionary of just the grammar's words it takes ~10 ms.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import re
+import tempfile
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pocketsphinx import Decoder
+from pocketsphinx import Config, Decoder
 
 from streams.nodes.errors import BadInputError, NodeConfigError
 from streams.nodes.items import AudioFrame, Item, TranscriptText
@@ -63,16 +71,46 @@ _pool: dict[tuple[str, int], list[Any]] = {}
 def _new_decoder(grammar: str, sample_rate: int) -> Any:
     # bestpath=False: the lattice best-path pass can end on a non-final grammar
     # state ("what time is it" -> "what"); the plain FSG search cannot.
-    decoder = Decoder(samprate=sample_rate, lm=None, bestpath=False, loglevel="FATAL")
-    for word in _grammar_words(grammar):
-        if decoder.lookup_word(word) is None:
-            raise NodeConfigError(f"grammar word {word!r} is not in the pocketsphinx dictionary")
+    decoder = Decoder(
+        samprate=sample_rate,
+        lm=None,
+        bestpath=False,
+        loglevel="FATAL",
+        dict=_grammar_dictionary(grammar),
+    )
     try:
         decoder.add_jsgf_string(_SEARCH, grammar)
     except (RuntimeError, ValueError) as exc:
         raise NodeConfigError(f"invalid JSGF grammar: {exc}") from exc
     decoder.activate_search(_SEARCH)
     return decoder
+
+
+@functools.cache
+def _grammar_dictionary(grammar: str) -> str:
+    """A pronunciation dictionary with only the grammar's words (every variant, e.g. the
+    and the(2)), cut from the model's full one; a content-addressed file, shared by all
+    decoders and processes using this grammar. A grammar search never looks beyond it."""
+    words = set(_grammar_words(grammar))
+    kept: list[str] = []
+    found: set[str] = set()
+    with Path(Config()["dict"]).open(encoding="utf-8") as full:
+        for line in full:
+            head = line.split(maxsplit=1)[0] if line.strip() else ""
+            base = head.split("(", 1)[0]
+            if base in words:
+                kept.append(line if line.endswith("\n") else line + "\n")
+                found.add(base)
+    missing = sorted(words - found)
+    if missing:
+        raise NodeConfigError(f"grammar word {missing[0]!r} is not in the pocketsphinx dictionary")
+    body = "".join(kept).encode()
+    path = Path(tempfile.gettempdir()) / f"rspp-stt-{hashlib.sha256(body).hexdigest()[:16]}.dict"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(body)
+        os.replace(partial, path)  # atomic: a concurrent process never reads half a file
+    return str(path)
 
 
 def _grammar_words(grammar: str) -> list[str]:

@@ -20,7 +20,12 @@ from streams.nodes import (
     UnknownNodeTypeError,
     default_registry,
 )
-from streams.nodes.audio import chunk_pcm16, parse_wav, resample_pcm16
+from streams.nodes.audio import (
+    chunk_pcm16,
+    parse_wav,
+    resample_pcm16,
+    resample_pcm16_reference,
+)
 from streams.nodes.respond import RulesConfig, RulesNode
 from streams.nodes.stt import grammar_from_phrases
 from streams.nodes.text import drop_fillers, normalize_text
@@ -132,6 +137,17 @@ def test_grammar_from_phrases() -> None:
     )
 
 
+def test_decoders_carry_only_the_grammar_words_with_every_pronunciation() -> None:
+    from streams.nodes.stt import PocketsphinxConfig, _new_decoder
+
+    grammar = PocketsphinxConfig(keywords=("what time is it", "turn on the lights")).grammar()
+    decoder = _new_decoder(grammar, 16000)
+    assert decoder.lookup_word("time") == "T AY M"
+    assert decoder.lookup_word("the(2)") == "DH IY"  # variants kept: "the" as DH AH and DH IY
+    # The other ~135k words are not loaded: that is what keeps a new decoder cheap.
+    assert decoder.lookup_word("banana") is None
+
+
 def test_resample_is_exact_and_sized() -> None:
     src = array("h", [0, 1000, 2000, 3000, 4000, -4000] * 3675).tobytes()  # 1 s at 22050 Hz
     out = resample_pcm16(src, 22050, 16000)
@@ -144,23 +160,6 @@ def test_resample_is_exact_and_sized() -> None:
         resample_pcm16(b"\0\0\0", 22050, 16000)
 
 
-def _resample_reference(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
-    """The defining formula, one sample at a time: output i sits at source position
-    i*src/dst, linearly interpolated, rounded half up, the last sample held."""
-    src = array("h")
-    src.frombytes(pcm)
-    if src_rate == dst_rate or not src:
-        return pcm
-    n_dst = len(src) * dst_rate // src_rate
-    out = array("h", bytes(2 * n_dst))
-    for i in range(n_dst):
-        j, frac = divmod(i * src_rate, dst_rate)
-        a = src[j]
-        b = src[j + 1] if j + 1 < len(src) else a
-        out[i] = a + ((b - a) * frac + dst_rate // 2) // dst_rate
-    return out.tobytes()
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     samples=st.lists(st.integers(-32768, 32767), max_size=400),
@@ -171,7 +170,7 @@ def test_resample_matches_the_integer_formula_bit_for_bit(
     samples: list[int], src_rate: int, dst_rate: int
 ) -> None:
     pcm = array("h", samples).tobytes()
-    assert resample_pcm16(pcm, src_rate, dst_rate) == _resample_reference(pcm, src_rate, dst_rate)
+    assert resample_pcm16(pcm, src_rate, dst_rate) == resample_pcm16_reference(pcm, src_rate, dst_rate)
 
 
 def test_parse_wav_tolerates_streaming_placeholder_sizes() -> None:
