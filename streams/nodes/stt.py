@@ -106,7 +106,7 @@ def _grammar_dictionary(grammar: str) -> str:
         raise NodeConfigError(f"grammar word {missing[0]!r} is not in the pocketsphinx dictionary")
     body = "".join(kept).encode()
     path = Path(tempfile.gettempdir()) / f"rspp-stt-{hashlib.sha256(body).hexdigest()[:16]}.dict"
-    if not path.exists():
+    if not path.is_file() or path.read_bytes() != body:  # missing, or altered since
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_bytes(body)
         os.replace(partial, path)  # atomic: a concurrent process never reads half a file
