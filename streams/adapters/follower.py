@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, TopicPartition
 
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
@@ -126,7 +126,7 @@ class LogFollower:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(num_messages=500, timeout=0.05):
+            for msg in self._next_batch():
                 value = msg.value()
                 if msg.error() is not None or value is None:
                     continue
@@ -138,6 +138,16 @@ class LogFollower:
                 playback = self._apply(event)
                 if playback is not None and self._on_playback is not None:
                     self._on_playback(playback)
+
+    def _next_batch(self) -> list[Message]:
+        # consume(n, timeout) waits for n records or the whole timeout, so on a quiet log it
+        # added up to the timeout (50 ms) to every barge-in's stop and every first audio.
+        # Take what is there; when nothing is, poll(), which returns on the first record.
+        batch: list[Message] = self._consumer.consume(num_messages=500, timeout=0)
+        if batch:
+            return batch
+        msg = self._consumer.poll(0.05)
+        return [msg] if msg is not None else []
 
     def _apply(self, event: ev.Envelope) -> Playback | None:
         now = time.monotonic()

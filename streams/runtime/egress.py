@@ -94,6 +94,9 @@ class EgressConfig:
     bootstrap: str
     transactional_id: str
     commit_interval_ms: int = 100
+    # A transaction holding a control event's effect commits this soon (bounds the extra
+    # commits a burst of cancels can cause to one per this many ms).
+    urgent_commit_ms: int = 5
     max_records_per_txn: int = 2000
     transaction_timeout_ms: int = 30000
     linger_ms: int = 2
@@ -179,15 +182,20 @@ class TransactionalEgress:
     def in_transaction(self) -> bool:
         return self._in_txn
 
-    def due(self) -> bool:
-        """True when the open transaction should be committed now."""
+    def due(self, *, urgent: bool = False) -> bool:
+        """True when the open transaction should be committed now.
+
+        ``urgent``: it holds the effect of a control event (a barge-in's TURN_ABORT), which
+        read_committed consumers (the transport that stops playback) see only at commit;
+        commit after ``urgent_commit_ms`` instead of the full interval.
+        """
         if not self._in_txn:
             return False
         age_ms = (time.monotonic() - self._opened_at) * 1000.0
-        return (
-            age_ms >= self.config.commit_interval_ms
-            or self._pending >= self.config.max_records_per_txn
-        )
+        interval = self.config.commit_interval_ms
+        if urgent:
+            interval = min(interval, self.config.urgent_commit_ms)
+        return age_ms >= interval or self._pending >= self.config.max_records_per_txn
 
     # -- committing ------------------------------------------------------------
     def commit(self, offsets: Sequence[TopicPartition], group_metadata: Any) -> None:

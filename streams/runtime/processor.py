@@ -52,7 +52,7 @@ from streams.runtime.leases import LeaseBook, read_latest_epochs
 from streams.runtime.sessions import SessionState, read_session_snapshots
 from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
-from streams.topics import OUTPUT_MAX_RECORD_BYTES, TopicLayout
+from streams.topics import OUTPUT_MAX_RECORD_BYTES, Lane, TopicLayout
 
 # Records dispatched and node reports logged per loop step (then commits, expiry and the
 # turn tasks get their turn), and the chunk of either after which the loop looks for newly
@@ -196,6 +196,8 @@ class Processor:
         self.dlq_count = 0
         self.dlq_reasons: dict[str, int] = {}
         self._fenced: FencedError | None = None
+        # A control record was handled since the last commit: commit soon (EgressConfig).
+        self._control_pending = False
         # Highest lease epoch this processor was granted per partition (kept after a
         # revocation): a newer committed epoch means another holder took it over.
         self._granted: dict[int, int] = {}
@@ -241,7 +243,7 @@ class Processor:
                 break
             dispatched += self._control_now()
         self._guard(self.engine.expire_turns)
-        if self.egress.due():
+        if self.egress.due(urgent=self._control_pending):
             self._commit()
         return bool(dispatched or handled)
 
@@ -294,6 +296,7 @@ class Processor:
 
     # -- records -----------------------------------------------------------------
     def _handle(self, record: LaneRecord) -> None:
+        self._control_pending |= record.lane is Lane.CONTROL
         reason = self._apply(record)
         if reason is not None:
             self._on_rejected(
@@ -437,6 +440,7 @@ class Processor:
             self.engine.dirty.clear()
             offsets = self.ingress.positions() if with_offsets else []
             self.egress.commit(offsets, self.ingress.group_metadata())
+            self._control_pending = False
             if not self.egress.transactional and offsets:
                 self.ingress.commit(offsets)
         except FencedError as exc:

@@ -142,3 +142,30 @@ def test_lease_book_authority() -> None:
     book.revoke([3])
     with pytest.raises(FencedError):
         book.epoch(3)
+
+
+def test_a_transaction_holding_a_control_effect_is_due_sooner(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+) -> None:
+    layout = TopicLayout(prefix=unique_prefix(), partitions=1)
+    apply_topics(kafka_bootstrap, layout)
+    egress = TransactionalEgress(
+        EgressConfig(
+            bootstrap=kafka_bootstrap,
+            transactional_id=unique_prefix(),
+            commit_interval_ms=60_000,
+            urgent_commit_ms=1,
+        )
+    )
+    assert not egress.due(urgent=True)  # nothing open: nothing to commit
+    egress.append(layout.log, partition=0, key=b"s", value=b"turn-abort")
+    time.sleep(0.01)
+    # The interval is a minute away; a barge-in's abort must not wait for it.
+    assert not egress.due()
+    assert egress.due(urgent=True)
+    group = _group_consumer(kafka_bootstrap, unique_prefix(), layout.data)
+    egress.commit([], group.consumer_group_metadata())
+    assert not egress.due(urgent=True)
+    assert _read_committed(kafka_bootstrap, layout.log, unique_prefix(), 1) == [b"turn-abort"]
+    egress.close()
+    group.close()
