@@ -66,7 +66,13 @@ def test_twenty_sessions_with_barge_in(
                     for i in range(0, len(speech) // 2, 640):
                         sent.add(s.send_audio(speech[i : i + 640]).event_id)
                     client.flush()
-                    time.sleep(0.05)
+                    # The cancel must find this turn open: control overtakes data that is still
+                    # queued (by design), so wait until the audio has been applied (+20: the opens).
+                    _wait_for(
+                        lambda: running.processor.stats.events_in >= len(sent) + 20,
+                        30,
+                        "the barge-in's audio to be applied",
+                    )
                     sent.add(s.cancel(reason="barge-in").event_id)
                     continue
                 sent.add(s.send_transcript(UTTERANCES[(n + round_) % len(UTTERANCES)]).event_id)
@@ -88,7 +94,7 @@ def test_twenty_sessions_with_barge_in(
         )
     stats = running.stats
     assert stats is not None
-    assert stats.turns_opened == 60 and stats.turns_aborted == 5 and stats.turns_committed == 55
+    assert (stats.turns_opened, stats.turns_aborted, stats.turns_committed) == (60, 5, 55)
 
     rows = read_log(kafka_bootstrap, prefix, partitions=PARTITIONS)
     assert check_log(rows) == []
