@@ -36,6 +36,11 @@ def control_latencies_ms(rows: list[LoggedEvent]) -> list[float]:
     )
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` (nearest rank below), as every fault report uses."""
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
 def first_output_latencies_ms(
     rows: list[LoggedEvent], *, sent_from: float = 0.0, sent_until: float = float("inf")
 ) -> list[float]:
@@ -75,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     acc = verify(bootstrap, prefix, partitions=PARTITIONS, sent=traffic.sent, settle_s=120)
     rows = read_log(bootstrap, prefix, partitions=PARTITIONS)
     lat = control_latencies_ms(rows)
-    p50 = lat[len(lat) // 2] if lat else None
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None
+    p50 = percentile(lat, 0.5) if lat else None
+    p99 = percentile(lat, 0.99) if lat else None
     summary = {
         "prefix": prefix,
         "seconds": round(time.monotonic() - started, 1),

@@ -44,7 +44,7 @@ from tests.fault.harness import (
     verify,
     wait_for,
 )
-from tests.fault.soak import control_latencies_ms, first_output_latencies_ms
+from tests.fault.soak import control_latencies_ms, first_output_latencies_ms, percentile
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -84,10 +84,6 @@ def _paced_flood(
         i += 1
         time.sleep(max(0.0, start + i * interval - time.monotonic()))
     assert traffic.client.flush(30) == 0
-
-
-def _p(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * q))]
 
 
 def _sampler(proc: ProcessorProc, stop: threading.Event) -> threading.Thread:
@@ -158,7 +154,7 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
         if r.event.session_id not in flooded and r.event.ts.timestamp() >= flood_started
     ]
     lat = control_latencies_ms(during)  # the cancels sent while the floods ran
-    p50, p99 = _p(lat, 0.5), _p(lat, 0.99)
+    p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
     paced = first_output_latencies_ms(during, sent_until=paced_ended)
     bursts = first_output_latencies_ms(during, sent_from=paced_ended)
     sheds = [r for r in rows if isinstance(r.event.payload, ev.Shed)]
@@ -167,9 +163,9 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
         f"control (cancel sent -> acted on) p50 {p50:.0f} ms p99 {p99:.0f} ms over {len(lat)} cancels "
         f"(MVP gate {MVP_CONTROL_MS:.0f} ms on the median, p99 bound {CONTROL_P99_BOUND_MS:.0f} ms); "
         f"RSS peak {peak_first // 1024} MiB after burst 1, {peak_second // 1024} MiB after burst 2; "
-        f"ordinary turns' trigger -> first output: p50 {_p(paced, 0.5):.0f} / p95 "
-        f"{_p(paced, 0.95):.0f} ms at 10x ({len(paced)} turns), p50 {_p(bursts, 0.5):.0f} / p95 "
-        f"{_p(bursts, 0.95):.0f} ms in the bursts ({len(bursts)} turns)"
+        f"ordinary turns' trigger -> first output: p50 {percentile(paced, 0.5):.0f} / p95 "
+        f"{percentile(paced, 0.95):.0f} ms at 10x ({len(paced)} turns), p50 {percentile(bursts, 0.5):.0f} / p95 "
+        f"{percentile(bursts, 0.95):.0f} ms in the bursts ({len(bursts)} turns)"
     )
     assert len(lat) >= 20, f"only {len(lat)} cancels measured"
     assert p50 <= MVP_CONTROL_MS, f"control p50 {p50:.0f} ms under flood"
@@ -178,7 +174,7 @@ def test_flood_on_two_sessions_keeps_control_fast_and_memory_flat(
     normal_sessions = set(normal.sent.values())
     assert normal_sessions <= served, f"starved: {sorted(normal_sessions - served)}"
     assert len(paced) >= 20, f"only {len(paced)} ordinary turns during the 10x flood"
-    assert _p(paced, 0.95) <= TURN_LATENCY_GATE_MS, f"ordinary turns at 10x: p95 {_p(paced, 0.95)}"
+    assert percentile(paced, 0.95) <= TURN_LATENCY_GATE_MS, f"ordinary turns at 10x: p95 {percentile(paced, 0.95)}"
     over_budget = [
         r
         for r in during
