@@ -242,8 +242,21 @@ class LocalBroker:
                     "pick another with --port or stop that process"
                 )
             pid = self._spawn(jars)
-        wait_until_ready(self.config.bootstrap, timeout=timeout, alive=lambda: _pid_alive(pid))
+        try:
+            wait_until_ready(self.config.bootstrap, timeout=timeout, alive=lambda: _pid_alive(pid))
+        except BrokerError as exc:
+            raise BrokerError(f"{exc}: {self._last_failure()}") from None
         return self.status()
+
+    def _last_failure(self) -> str:
+        """The JVM's last cause line (e.g. a port in use), else where to look."""
+        with contextlib.suppress(OSError), self.log_file.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 65536))
+            tail = log.read().decode(errors="replace").splitlines()
+            causes = [line.strip() for line in tail if "Exception:" in line]
+            if causes:
+                return causes[-1]
+        return f"see {self.log_file}"
 
     def down(self, *, timeout: float = 30.0) -> bool:
         """Stop the broker this project started (only that pid). Returns False if none ran."""

@@ -12,7 +12,6 @@ with none twice, a sound lifecycle and a clean replay.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,22 +24,12 @@ from streams.broker import BrokerConfig, LocalBroker
 from streams.testing import read_log
 from streams.topics import TopicLayout, apply_topics
 from tests.fault.harness import ProcessorProc, Traffic, processors, verify, wait_for
+from tests.ports import free_port_pair
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PARTITIONS = 2
 OUTAGE_S = 4.0
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-        with socket.socket() as b:
-            if b.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ def private_broker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[LocalBroker
     home = tmp_path / "broker-home"
     home.mkdir()
     (home / shared.name).symlink_to(shared)
-    broker = LocalBroker(BrokerConfig(port=_free_port_pair(), heap="256m", home=home))
+    broker = LocalBroker(BrokerConfig(port=free_port_pair(), heap="256m", home=home))
     assert broker.config.port != 9092
     try:
         broker.up(timeout=90)

@@ -12,20 +12,11 @@ import pytest
 
 from streams.broker import BrokerConfig, LocalBroker
 from streams.config import external_bootstrap
+from streams.errors import BrokerError
 from streams.topics import TopicLayout, TopicRole, apply_topics, topic_names
+from tests.ports import free_port_pair
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-        with socket.socket() as b:
-            if b.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
 
 
 @pytest.mark.skipif(
@@ -38,7 +29,7 @@ def test_up_twice_is_one_broker_fresh_starts_empty_and_down_stops_it(
     # private state dir (the jars are linked in, not resolved again).
     shared = LocalBroker(BrokerConfig()).ensure_jars().parent
     (tmp_path / shared.name).symlink_to(shared)
-    broker = LocalBroker(BrokerConfig(port=_free_port_pair(), heap="256m", home=tmp_path))
+    broker = LocalBroker(BrokerConfig(port=free_port_pair(), heap="256m", home=tmp_path))
     try:
         first = broker.up(timeout=120)
         second = broker.up(timeout=30)
@@ -66,3 +57,20 @@ def test_up_twice_is_one_broker_fresh_starts_empty_and_down_stops_it(
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not broker.status().running
+
+
+@pytest.mark.skipif(
+    external_bootstrap() is not None, reason="RSPP_BOOTSTRAP set: this machine runs no local broker"
+)
+def test_a_broker_that_dies_at_start_says_why(kafka_bootstrap: str, tmp_path: Path) -> None:
+    shared = LocalBroker(BrokerConfig()).ensure_jars().parent
+    (tmp_path / shared.name).symlink_to(shared)
+    broker = LocalBroker(BrokerConfig(port=free_port_pair(), heap="256m", home=tmp_path))
+    with socket.socket() as squatter:  # someone holds the controller port
+        squatter.bind(("127.0.0.1", broker.config.effective_controller_port))
+        squatter.listen()
+        try:
+            with pytest.raises(BrokerError, match="Address already in use"):
+                broker.up(timeout=60)
+        finally:
+            broker.down()
