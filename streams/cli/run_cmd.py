@@ -196,7 +196,9 @@ def run(
         )
 
 
-async def _supervise(config: ProcessorConfig) -> tuple[Processor, EngineStats]:
+async def _supervise(
+    config: ProcessorConfig, *, factory: Callable[[ProcessorConfig], Processor] | None = None
+) -> tuple[Processor, EngineStats]:
     """Run until SIGTERM/SIGINT; restart from the committed state after a transient failure.
 
     Crash-only recovery: a processor that lost its broker (timeouts, aborted transaction)
@@ -215,7 +217,7 @@ async def _supervise(config: ProcessorConfig) -> tuple[Processor, EngineStats]:
     while True:
         processor: Processor | None = None
         try:
-            processor = Processor(config)
+            processor = (factory or Processor)(config)
             return processor, await processor.run(stop)
         except FencedError as exc:
             # Lost group membership (e.g. the broker was away longer than the session
@@ -243,7 +245,13 @@ async def _supervise(config: ProcessorConfig) -> tuple[Processor, EngineStats]:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=backoff)
         if stop.is_set():
-            raise ProcessorError("stopped while restarting after a transient failure")
+            if processor is None:
+                raise ProcessorError("stopped while restarting after a transient failure")
+            # Between incarnations nothing is held: the failed one aborted its transaction
+            # and closed, so everything it did is committed or will be redone. A stop
+            # request honoured here is an orderly stop, not a failure.
+            err_console.print("rspp run: stop requested during the restart back-off; state is committed")
+            return processor, processor.stats
         backoff = min(backoff * 2, 30.0)
 
 
