@@ -254,28 +254,8 @@ def apply_topics(
             f"replication factor {rf} exceeds the {broker_count} broker(s) of {bootstrap}"
         )
 
-    existing = {
-        name: len(md.partitions)
-        for name, md in metadata.topics.items()
-        if md.error is None and name.startswith(layout.prefix + ".")
-    }
-    lane_counts = {
-        layout.topic(r): existing[layout.topic(r)]
-        for r in LANE_ROLES
-        if layout.topic(r) in existing
-    }
-    if len(set(lane_counts.values())) > 1:
-        detail = ", ".join(f"{k}={v}" for k, v in sorted(lane_counts.items()))
-        raise TopicLayoutError(
-            f"lane topics are not co-partitioned ({detail}); they must share one count"
-        )
-    if lane_counts and next(iter(lane_counts.values())) != layout.partitions:
-        have = next(iter(lane_counts.values()))
-        raise TopicLayoutError(
-            f"lane topics of prefix {layout.prefix!r} exist with {have} partitions, "
-            f"not {layout.partitions}; use --partitions {have} or a new prefix"
-        )
-
+    existing = _partition_counts(metadata, layout)
+    _check_lanes(layout, existing)
     new_topics = []
     for role in TopicRole:
         name = layout.topic(role)
@@ -299,7 +279,38 @@ def apply_topics(
         timeout=timeout,
     )
     _wait_for_topics(admin, [t.topic for t in new_topics], timeout=timeout)
+    # Check again: a topic our metadata did not show yet (another creator, or a broker
+    # whose metadata lagged the controller) "already existed" with its own count.
+    _check_lanes(layout, _partition_counts(admin.list_topics(timeout=timeout), layout))
     return created
+
+
+def _partition_counts(metadata: Any, layout: TopicLayout) -> dict[str, int]:
+    return {
+        name: len(md.partitions)
+        for name, md in metadata.topics.items()
+        if md.error is None and name.startswith(layout.prefix + ".")
+    }
+
+
+def _check_lanes(layout: TopicLayout, existing: dict[str, int]) -> None:
+    """Refuse lane topics that are not co-partitioned or not ``layout.partitions`` wide."""
+    lane_counts = {
+        layout.topic(r): existing[layout.topic(r)]
+        for r in LANE_ROLES
+        if layout.topic(r) in existing
+    }
+    if len(set(lane_counts.values())) > 1:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(lane_counts.items()))
+        raise TopicLayoutError(
+            f"lane topics are not co-partitioned ({detail}); they must share one count"
+        )
+    if lane_counts and next(iter(lane_counts.values())) != layout.partitions:
+        have = next(iter(lane_counts.values()))
+        raise TopicLayoutError(
+            f"lane topics of prefix {layout.prefix!r} exist with {have} partitions, "
+            f"not {layout.partitions}; use --partitions {have} or a new prefix"
+        )
 
 
 def topic_names(bootstrap: str, *, starts_with: str, timeout: float = 30.0) -> list[str]:

@@ -114,6 +114,24 @@ def run(
             "same --id takes its partitions back without a rebalance.",
         ),
     ] = False,
+    close_grace_ms: Annotated[
+        int,
+        typer.Option(
+            "--close-grace-ms",
+            min=0,
+            help="How long a SESSION_CLOSE waits, once the session's data partition is caught "
+            "up, for data the service sent before it (control overtakes data; the close must "
+            "not). 0 applies a close as soon as the data partition is caught up.",
+        ),
+    ] = 200,
+    close_max_hold_ms: Annotated[
+        int,
+        typer.Option(
+            "--close-max-hold-ms",
+            min=0,
+            help="Upper bound on that wait while the data partition is still backed up.",
+        ),
+    ] = 5_000,
     bootstrap: BootstrapOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -123,6 +141,7 @@ def run(
     partitions between them; sessions move with their partitions and resume from the changelog.
     """
     from pipelines.bundles import read_bundle
+    from streams.runtime.closing import CloseBarrier
     from streams.runtime.errors import ProcessorError
     from streams.runtime.processor import ProcessorConfig
     from streams.topics import TopicLayout, apply_topics
@@ -154,6 +173,7 @@ def run(
         skew_policy=policy,  # also the window for ingress schema versions
         session_timeout_ms=session_timeout_ms,
         static_membership=static,
+        close_barrier=CloseBarrier(grace_ms=close_grace_ms, max_hold_ms=close_max_hold_ms),
         # Built-ins plus the extensions of pipelines/extensions/, pinned by the bundle's digests;
         # external ones run isolated in worker pools. A refused extension fails its turns, not us.
         registry=extensions.node_registry(bundle=loaded),

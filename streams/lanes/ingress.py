@@ -89,6 +89,9 @@ class LaneIngress:
         self._batch = self._config.poll_batch
         self._assigned: set[TP] = set()
         self._blocked: dict[TP, set[Lane]] = {}  # paused partition -> lanes that are full
+        # Partitions whose last fetch reached the end (librdkafka's partition EOF event):
+        # nothing more was in the log when we last looked. Cleared by the next record.
+        self._at_end: set[TP] = set()
         self._lane_of_topic = {layout.lane_topic(lane): lane for lane in Lane}
         settings: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
@@ -100,6 +103,7 @@ class LaneIngress:
             # Range assigns equal partition numbers of equally-partitioned topics to
             # one member: the co-partitioning a session's three lanes rely on.
             "partition.assignment.strategy": "range",
+            "enable.partition.eof": True,  # tells lane_idle() a partition is caught up
             **self._config.prefetch.consumer_settings(),
             **(consumer_settings or {}),
         }
@@ -155,6 +159,14 @@ class LaneIngress:
         """True when a control record is queued (the processor then breaks off other work)."""
         return self._scheduler.depth(Lane.CONTROL) > 0
 
+    def lane_idle(self, lane: Lane, partition: int) -> bool:
+        """``lane``'s ``partition`` is caught up: its last fetch reached the end of the log
+        and nothing of it is queued here."""
+        tp = (self._layout.lane_topic(lane), partition)
+        if tp not in self._at_end or tp in self._blocked:
+            return False
+        return not any(r.partition == partition for r in self._scheduler.queued(lane))
+
     def positions(self) -> list[TopicPartition]:
         """Next offset to commit per partition (last handled + 1, never past a queued record)."""
         return [
@@ -200,17 +212,23 @@ class LaneIngress:
     def _consume(self, consumer: Any, timeout: float) -> int:
         messages: list[Any] = consumer.consume(num_messages=self._batch, timeout=timeout)
         rewound: set[TP] = set()
+        taken = len(messages)
         for msg in messages:
             err = msg.error()
             if err is not None:
-                self._error(msg, err)
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._at_end.add((msg.topic(), msg.partition()))
+                    taken -= 1
+                else:
+                    self._error(msg, err)
                 continue
             tp: TP = (msg.topic(), msg.partition())
+            self._at_end.discard(tp)
             if tp in rewound:
                 continue  # re-read after the seek; keeping it would reorder the partition
             if not self._ingest(msg, tp):
                 rewound.add(tp)
-        return len(messages)
+        return taken
 
     def _error(self, msg: Any, err: KafkaError) -> None:
         if err.fatal() or err.code() == KafkaError._FATAL:
@@ -330,6 +348,7 @@ class LaneIngress:
         self._tracker.revoke(tps)
         for tp in tps:
             self._blocked.pop(tp, None)
+            self._at_end.discard(tp)
         self._assigned.difference_update(tps)
         if self._control is not None:
             self._sync_control()

@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from pipelines.models.resolved import PipelineBundle
 from pipelines.store import ArtifactStore, default_store_root
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
-from streams.abi.events import Envelope, LeaseGranted
+from streams.abi.events import Envelope, LeaseGranted, SessionClose
 from streams.abi.registry import SchemaRegistry
 from streams.abi.version import ABI_VERSION
 from streams.lanes import (
@@ -42,6 +42,7 @@ from streams.lanes import (
     ShedDecision,
 )
 from streams.nodes import NodeRegistry, default_registry
+from streams.runtime.closing import CloseBarrier, HeldClose, HeldCloses
 from streams.runtime.egress import EgressConfig, TransactionalEgress, quiet_kafka_logger
 from streams.runtime.engine import TurnEngine
 from streams.runtime.errors import FencedError
@@ -49,7 +50,7 @@ from streams.runtime.graphs import GraphCache
 from streams.runtime.held import shed_policy
 from streams.runtime.ingress_skew import IngressSkewGate
 from streams.runtime.leases import LeaseBook, read_latest_epochs
-from streams.runtime.sessions import SessionState, read_session_snapshots
+from streams.runtime.sessions import SessionState, micros, read_session_snapshots
 from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
 from streams.topics import OUTPUT_MAX_RECORD_BYTES, Lane, TopicLayout
@@ -94,6 +95,8 @@ class ProcessorConfig:
     # readers of the log, sessions and leases until then): the failover time when a
     # crashed processor does not come back under the same --id. Kafka Streams' EOS default.
     transaction_timeout_ms: int = 10_000
+    # How long a SESSION_CLOSE waits for the data the service sent before it (closing.py).
+    close_barrier: CloseBarrier = field(default_factory=CloseBarrier)
 
     @property
     def group(self) -> str:
@@ -195,6 +198,7 @@ class Processor:
         gc.freeze()
         self.dlq_count = 0
         self.dlq_reasons: dict[str, int] = {}
+        self.closes = HeldCloses(barrier=config.close_barrier)
         self._fenced: FencedError | None = None
         # A control record was handled since the last commit: commit soon (EgressConfig).
         self._control_pending = False
@@ -243,6 +247,8 @@ class Processor:
                 break
             dispatched += self._control_now()
         self._guard(self.engine.expire_turns)
+        for held in self.closes.due(data_idle=self._data_idle):
+            self._release_close(held)
         if self.egress.due(urgent=self._control_pending):
             self._commit()
         return bool(dispatched or handled)
@@ -299,18 +305,7 @@ class Processor:
         self._control_pending |= record.lane is Lane.CONTROL
         reason = self._apply(record)
         if reason is not None:
-            self._on_rejected(
-                RejectedRecord(
-                    reason=reason,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    key=record.key,
-                    value=record.value,
-                    headers=record.headers,
-                    timestamp_ms=record.timestamp_ms,
-                )
-            )
+            self._on_rejected(_rejected(record, reason))
 
     def _apply(self, record: LaneRecord) -> str | None:
         if record.value is None:
@@ -330,11 +325,57 @@ class Processor:
         if self.leases.is_stale(record.partition, event.lease_epoch):
             current = self.leases.epoch(record.partition)
             return f"stale lease epoch {event.lease_epoch} (partition {record.partition} is at epoch {current})"
+        if record.lane is Lane.DATA:
+            self.closes.data_seen(record.partition, event)
+        held = self.closes.get(event.session_id)
+        if held is not None and (record.lane is Lane.CONTROL or micros(event.ts) > held.ts_us):
+            # Sent after the close (control keeps its order; data from a reopened session).
+            self.closes.take(event.session_id)
+            self._release_close(held)
+        if isinstance(event.payload, SessionClose) and self._holds_close(event, record.partition):
+            self.closes.hold(event, partition=record.partition, record=record)
+            self.engine.dirty.add(event.session_id)  # the snapshot carries it (closing.py)
+            return None
         try:
             return self.engine.apply(event, partition=record.partition)
         except FencedError as exc:
             self._fenced = exc
             return None
+
+    def _holds_close(self, event: Envelope, partition: int) -> bool:
+        """A close for a live session of this partition waits; any other goes through now
+        (the engine dead-letters closes of unknown or closed sessions)."""
+        session = self.engine.sessions.get(event.session_id)
+        return session is not None and not session.closed and session.partition == partition
+
+    def _release_close(self, held: HeldClose) -> None:
+        try:
+            reason = self.engine.apply(held.event, partition=held.partition)
+        except FencedError as exc:
+            self._fenced = exc
+            return
+        if reason is None:
+            return
+        if held.record is not None:
+            self._on_rejected(_rejected(held.record, reason))
+            return
+        # Restored from a snapshot: its offset was committed long ago; the frame is the event.
+        value, headers = self.codec.encode_with_headers(held.event)
+        self._on_rejected(
+            RejectedRecord(
+                reason=reason,
+                topic=self.layout.control,
+                partition=held.partition,
+                offset=-1,
+                key=held.event.session_id.encode(),
+                value=value,
+                headers=tuple(headers),
+                timestamp_ms=held.ts_us // 1000,
+            )
+        )
+
+    def _data_idle(self, partition: int) -> bool:
+        return self.ingress.lane_idle(Lane.DATA, partition)
 
     def _on_rejected(self, rejected: RejectedRecord) -> None:
         self.dlq_count += 1
@@ -387,7 +428,11 @@ class Processor:
             self.config.bootstrap, self.layout.sessions, numbers
         ).values():
             # Closed sessions too: a session opened again must continue its seq and turn ids.
-            self.engine.restore(SessionState.restore(snap), pending=self.writer.pending_of(snap))
+            pending = self.writer.pending_of(snap)
+            for close in [e for e in pending if isinstance(e.payload, SessionClose)]:
+                pending.remove(close)
+                self.closes.hold(close, partition=snap.partition, record=None)
+            self.engine.restore(SessionState.restore(snap), pending=pending)
         # The new epoch must be durable before anything is written under it.
         self._commit(with_offsets=False)
 
@@ -398,6 +443,7 @@ class Processor:
         with contextlib.suppress(FencedError):
             self._commit()
         self.engine.forget_partitions(numbers)
+        self.closes.forget_partitions(numbers)
         self.leases.revoke(numbers)
 
     def taken_over(self) -> bool:
@@ -436,7 +482,8 @@ class Processor:
             for sid in sorted(self.engine.dirty):
                 session = self.engine.sessions.get(sid)
                 if session is not None:
-                    self.writer.snapshot(session, pending=self.engine.held.items(sid))
+                    held = (*self.engine.held.items(sid), *self.closes.items(sid))
+                    self.writer.snapshot(session, pending=held)
             self.engine.dirty.clear()
             offsets = self.ingress.positions() if with_offsets else []
             self.egress.commit(offsets, self.ingress.group_metadata())
@@ -453,6 +500,19 @@ class Processor:
         except FencedError as exc:
             self._fenced = exc
             return None
+
+
+def _rejected(record: LaneRecord, reason: str) -> RejectedRecord:
+    return RejectedRecord(
+        reason=reason,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=record.headers,
+        timestamp_ms=record.timestamp_ms,
+    )
 
 
 def _session_of(rejected: RejectedRecord) -> str | None:

@@ -19,7 +19,7 @@ from streams.runtime.changelog import read_to_end
 from streams.runtime.fencing import CancelFence
 from streams.runtime.lifecycle import Marker, TurnState
 
-__all__ = ["OpenTurn", "SessionSnapshot", "SessionState", "read_session_snapshots"]
+__all__ = ["OpenTurn", "SessionSnapshot", "SessionState", "micros", "read_session_snapshots"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,12 +96,12 @@ class SessionState:
     def close(self, *, at: datetime) -> None:
         """Closed by a SESSION_CLOSE sent at ``at`` (the voice service's clock)."""
         self.closed = True
-        self.closed_at_us = _micros(at)
+        self.closed_at_us = micros(at)
 
     def sent_after_close(self, ts: datetime) -> bool:
         """True for input sent after the session's close: it belongs to a reopened session
         whose SESSION_OPEN it overtook (the lanes are separate topics)."""
-        return self.closed and self.closed_at_us is not None and _micros(ts) > self.closed_at_us
+        return self.closed and self.closed_at_us is not None and micros(ts) > self.closed_at_us
 
     def take_seq(self) -> int:
         """The next per-session log sequence number."""
@@ -163,7 +163,7 @@ class SessionState:
         return state
 
 
-def _micros(ts: datetime) -> int:
+def micros(ts: datetime) -> int:
     return int(ts.timestamp() * 1_000_000)
 
 

@@ -3,7 +3,9 @@
 The lanes are separate topics, so a session's data and control events arrive in no
 fixed order. Which incarnation a transcript belongs to is decided by the voice
 service's clock: sent after the SESSION_CLOSE, it opens the session again (the open
-is recorded when it arrives); sent before, it is dead-lettered with the reason.
+is recorded when it arrives); sent before, it is dead-lettered with the reason. (The
+processor holds a close until its data partition has caught up, test_close_barrier.py,
+so that last case is left to data later than the barrier's limits.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,122 @@
+"""The close barrier: a SESSION_CLOSE waits for the data sent before it.
+
+Control has strict priority, so a hang-up sent right after the caller's last words
+overtakes them (separate topics, and control is dispatched first). Applied at once,
+the close would dead-letter those words instead of giving them a turn. A cancel must
+overtake — that is its purpose — but a close is the end of the stream, ordered after
+everything the service sent before it (as Pipecat orders an EndFrame behind queued
+frames while a CancelFrame jumps the queue).
+
+Lanes are separate partitions, so "sent before" is decided by stream time, as Kafka
+Streams synchronises co-partitioned inputs: the close is released once the session's
+data partition has been handled past the time the close was sent (the events' own
+``ts``, the voice service's clock), or, when that partition is caught up (its last
+fetch reached the end of the log and nothing of it is queued), after ``grace_ms``
+(records still in flight from the producer land within that window), and in any case
+after ``max_hold_ms``. A held close is carried in the session snapshot, so a restarted
+processor holds it again instead of losing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from streams.abi.events import Envelope
+from streams.lanes import LaneRecord
+from streams.runtime.sessions import micros
+
+__all__ = ["CloseBarrier", "HeldClose", "HeldCloses"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseBarrier:
+    """How long a SESSION_CLOSE may wait for earlier data (milliseconds)."""
+
+    grace_ms: int = 200
+    max_hold_ms: int = 5_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldClose:
+    event: Envelope
+    partition: int
+    ts_us: int  # when the service sent the close: the stream time the data lane must pass
+    since: float  # monotonic time it was held
+    record: LaneRecord | None  # the original record (None when restored from a snapshot)
+
+
+@dataclass(slots=True)
+class HeldCloses:
+    """Closes waiting for their session's data partition, keyed by session id."""
+
+    barrier: CloseBarrier = field(default_factory=CloseBarrier)
+    clock: Callable[[], float] = time.monotonic
+    _held: dict[str, HeldClose] = field(default_factory=dict)
+    _data_time: dict[int, int] = field(default_factory=dict)  # partition -> max data ts (µs)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, event: Envelope, *, partition: int, record: LaneRecord | None) -> None:
+        self._held[event.session_id] = HeldClose(
+            event=event,
+            partition=partition,
+            ts_us=micros(event.ts),
+            since=self.clock(),
+            record=record,
+        )
+
+    def get(self, session_id: str) -> HeldClose | None:
+        return self._held.get(session_id)
+
+    def take(self, session_id: str) -> HeldClose | None:
+        return self._held.pop(session_id, None)
+
+    def items(self, session_id: str) -> tuple[Envelope, ...]:
+        """The held close of a session as snapshot content (empty when none)."""
+        held = self._held.get(session_id)
+        return () if held is None else (held.event,)
+
+    def data_seen(self, partition: int, event: Envelope) -> None:
+        """A data event of ``partition`` was handled: stream time moves forward."""
+        ts = micros(event.ts)
+        if ts > self._data_time.get(partition, -1):
+            self._data_time[partition] = ts
+
+    def due(self, *, data_idle: Callable[[int], bool]) -> list[HeldClose]:
+        """Remove and return the closes whose barrier is passed, oldest first.
+
+        ``data_idle(partition)``: nothing of that data partition is queued in process
+        and it is not paused (the consumer has caught up as far as this process knows).
+        """
+        if not self._held:
+            return []
+        now = self.clock()
+        grace = self.barrier.grace_ms / 1000.0
+        limit = self.barrier.max_hold_ms / 1000.0
+        idle: dict[int, bool] = {}
+        ready: list[HeldClose] = []
+        for held in self._held.values():
+            waited = now - held.since
+            # Strictly later: equal stamps cannot tell which was sent first.
+            if self._data_time.get(held.partition, -1) > held.ts_us or waited >= limit:
+                ready.append(held)
+            elif waited >= grace:
+                if held.partition not in idle:
+                    idle[held.partition] = data_idle(held.partition)
+                if idle[held.partition]:
+                    ready.append(held)
+        ready.sort(key=lambda h: (h.since, h.ts_us))
+        for held in ready:
+            del self._held[held.event.session_id]
+        return ready
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Partitions moved away: their closes live on in the committed snapshots."""
+        gone = set(partitions)
+        for sid in [s for s, h in self._held.items() if h.partition in gone]:
+            del self._held[sid]
+        for p in gone:
+            self._data_time.pop(p, None)
