@@ -359,19 +359,9 @@ class Processor:
         if held.record is not None:
             self._on_rejected(_rejected(held.record, reason))
             return
-        # Restored from a snapshot: its offset was committed long ago; the frame is the event.
-        value, headers = self.codec.encode_with_headers(held.event)
+        # Restored from a snapshot: the frame it carried is the original event.
         self._on_rejected(
-            RejectedRecord(
-                reason=reason,
-                topic=self.layout.control,
-                partition=held.partition,
-                offset=-1,
-                key=held.event.session_id.encode(),
-                value=value,
-                headers=tuple(headers),
-                timestamp_ms=held.ts_us // 1000,
-            )
+            self.writer.rejected_event(held.event, reason=reason, partition=held.partition)
         )
 
     def _data_idle(self, partition: int) -> bool:

@@ -196,19 +196,24 @@ class EventWriter:
 
     def dead_letter_event(self, event: Envelope, *, reason: str, partition: int) -> None:
         """DLQ an already-decoded ingress event (re-encoded: its original offset was committed)."""
-        value, headers = self.codec.encode_with_headers(event)
         self.dead_letter(
-            RejectedRecord(
-                reason=reason,
-                topic=self.layout.lane_topic(Lane(event.lane.value)),
-                partition=partition,
-                offset=-1,
-                key=event.session_id.encode(),
-                value=value,
-                headers=tuple(headers),
-                timestamp_ms=0,
-            ),
+            self.rejected_event(event, reason=reason, partition=partition),
             session_id=event.session_id,
+        )
+
+    def rejected_event(self, event: Envelope, *, reason: str, partition: int) -> RejectedRecord:
+        """A decoded ingress event as a DLQ candidate, re-encoded (offset -1: it was committed
+        long ago, held in a snapshot)."""
+        value, headers = self.codec.encode_with_headers(event)
+        return RejectedRecord(
+            reason=reason,
+            topic=self.layout.lane_topic(Lane(event.lane.value)),
+            partition=partition,
+            offset=-1,
+            key=event.session_id.encode(),
+            value=value,
+            headers=tuple(headers),
+            timestamp_ms=0,
         )
 
     def _epoch_or_zero(self, partition: int) -> int:
