@@ -188,12 +188,14 @@ def run(
         )
     started = time.monotonic()
     try:
-        processor, stats = asyncio.run(_supervise(config))
+        processor, totals = asyncio.run(_supervise(config))
     finally:
         extensions.close()
+    stats = totals.stats
     summary = {
         "holder": processor.holder,
         "seconds": round(time.monotonic() - started, 3),
+        "restarts": totals.restarts,
         "events_in": stats.events_in,
         "turns_opened": stats.turns_opened,
         "turns_committed": stats.turns_committed,
@@ -201,10 +203,10 @@ def run(
         "outputs": stats.outputs,
         "cancels": stats.cancels,
         "shed": stats.shed,
-        "dlq": processor.dlq_count,
-        "dlq_reasons": processor.dlq_reasons,
-        "transactions": processor.egress.stats.transactions,
-        "records_written": processor.egress.stats.records,
+        "dlq": totals.dlq,
+        "dlq_reasons": totals.dlq_reasons,
+        "transactions": totals.transactions,
+        "records_written": totals.records,
         "leases": processor.leases.partitions,
     }
     if json_out:
@@ -216,9 +218,31 @@ def run(
         )
 
 
+@dataclasses.dataclass(slots=True)
+class _Totals:
+    """What every incarnation of the processor did, for the final summary."""
+
+    stats: EngineStats
+    restarts: int = 0
+    dlq: int = 0
+    dlq_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    transactions: int = 0
+    records: int = 0
+
+    def add(self, processor: Processor) -> None:
+        for f in dataclasses.fields(self.stats):
+            mine, theirs = getattr(self.stats, f.name), getattr(processor.stats, f.name)
+            setattr(self.stats, f.name, mine + theirs)
+        self.dlq += processor.dlq_count
+        for reason, n in processor.dlq_reasons.items():
+            self.dlq_reasons[reason] = self.dlq_reasons.get(reason, 0) + n
+        self.transactions += processor.egress.stats.transactions
+        self.records += processor.egress.stats.records
+
+
 async def _supervise(
     config: ProcessorConfig, *, factory: Callable[[ProcessorConfig], Processor] | None = None
-) -> tuple[Processor, EngineStats]:
+) -> tuple[Processor, _Totals]:
     """Run until SIGTERM/SIGINT; restart from the committed state after a transient failure.
 
     Crash-only recovery: a processor that lost its broker (timeouts, aborted transaction)
@@ -228,7 +252,9 @@ async def _supervise(
     """
     from streams.runtime.errors import FencedError, ProcessorError
     from streams.runtime.processor import Processor
+    from streams.runtime.stats import EngineStats
 
+    totals = _Totals(stats=EngineStats())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,7 +264,9 @@ async def _supervise(
         processor: Processor | None = None
         try:
             processor = (factory or Processor)(config)
-            return processor, await processor.run(stop)
+            await processor.run(stop)
+            totals.add(processor)
+            return processor, totals
         except FencedError as exc:
             # Lost group membership (e.g. the broker was away longer than the session
             # timeout) is not being fenced, unless another holder took the partitions.
@@ -262,6 +290,8 @@ async def _supervise(
             err_console.print(
                 f"rspp run: {exc}; restarting from the committed state in {backoff:.0f}s"
             )
+        if processor is not None:
+            totals.add(processor)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=backoff)
         if stop.is_set():
@@ -271,8 +301,9 @@ async def _supervise(
             # and closed, so everything it did is committed or will be redone. A stop
             # request honoured here is an orderly stop, not a failure.
             err_console.print("rspp run: stop requested during the restart back-off; state is committed")
-            return processor, processor.stats
+            return processor, totals
         backoff = min(backoff * 2, 30.0)
+        totals.restarts += 1
 
 
 @dlq_app.command("show")

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +28,10 @@ class ScriptedProcessor:
     def __init__(self, fail: Exception | None, *, taken_over: bool = False) -> None:
         self.fail = fail
         self._taken_over = taken_over
-        self.stats = EngineStats(events_in=7)
+        self.stats = EngineStats(events_in=7, fence_latency_ms=[1.5])
+        self.dlq_count = 2
+        self.dlq_reasons = {"bad frame": 2}
+        self.egress = SimpleNamespace(stats=SimpleNamespace(transactions=3, records=30))
         self.ran = False
 
     async def run(self, stop: asyncio.Event) -> EngineStats:
@@ -50,7 +54,7 @@ def _sigterm_after(seconds: float) -> None:
     asyncio.get_running_loop().call_later(seconds, os.kill, os.getpid(), signal.SIGTERM)
 
 
-async def _run(script: list[ScriptedProcessor], *, sigterm_after: float) -> tuple[Any, EngineStats]:
+async def _run(script: list[ScriptedProcessor], *, sigterm_after: float) -> tuple[Any, Any]:
     _sigterm_after(sigterm_after)
     return await _supervise(object(), factory=_factory(script))  # type: ignore[arg-type]
 
@@ -58,9 +62,14 @@ async def _run(script: list[ScriptedProcessor], *, sigterm_after: float) -> tupl
 def test_restarts_after_a_transient_failure_then_stops_cleanly() -> None:
     first = ScriptedProcessor(ProcessorError("produce stalled"))
     second = ScriptedProcessor(None)
-    processor, stats = asyncio.run(_run([first, second], sigterm_after=1.5))
+    processor, totals = asyncio.run(_run([first, second], sigterm_after=1.5))
     assert first.ran and second.ran
-    assert processor is second and stats.events_in == 7
+    assert processor is second
+    # The summary covers both incarnations, not only the last.
+    assert totals.restarts == 1
+    assert totals.stats.events_in == 14 and totals.stats.fence_latency_ms == [1.5, 1.5]
+    assert (totals.dlq, totals.dlq_reasons) == (4, {"bad frame": 4})
+    assert (totals.transactions, totals.records) == (6, 60)
 
 
 def test_stop_during_the_restart_back_off_is_an_orderly_stop() -> None:
@@ -68,8 +77,9 @@ def test_stop_during_the_restart_back_off_is_an_orderly_stop() -> None:
     lost = FencedError("UNKNOWN_MEMBER_ID", membership_lost=True)
     first = ScriptedProcessor(lost)
     never = ScriptedProcessor(None)
-    processor, _ = asyncio.run(_run([first, never], sigterm_after=0.3))
+    processor, totals = asyncio.run(_run([first, never], sigterm_after=0.3))
     assert processor is first
+    assert totals.restarts == 0 and totals.stats.events_in == 7
     assert not never.ran, "a new incarnation was started after the stop request"
 
 
