@@ -165,7 +165,7 @@ class LaneIngress:
         tp = (self._layout.lane_topic(lane), partition)
         if tp not in self._at_end or tp in self._blocked:
             return False
-        return not any(r.partition == partition for r in self._scheduler.queued(lane))
+        return not self._scheduler.holds_partition(lane, partition)
 
     def positions(self) -> list[TopicPartition]:
         """Next offset to commit per partition (last handled + 1, never past a queued record)."""
@@ -217,8 +217,9 @@ class LaneIngress:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    self._at_end.add((msg.topic(), msg.partition()))
                     taken -= 1
+                    if (msg.topic(), msg.partition()) not in rewound:  # not read: not at the end
+                        self._at_end.add((msg.topic(), msg.partition()))
                 else:
                     self._error(msg, err)
                 continue
@@ -301,6 +302,8 @@ class LaneIngress:
         targets = {tp for tp in self._assigned if tp[0] == lane_topic}
         targets.add(extra)  # a record whose header lane differs from its topic's
         newly: list[TP] = []
+        # Pausing drops what librdkafka prefetched: an earlier end-of-partition no longer holds.
+        self._at_end.difference_update(targets)
         for tp in sorted(targets):
             reasons = self._blocked.setdefault(tp, set())
             if not reasons:

@@ -138,6 +138,10 @@ class LaneScheduler:
         """A copy of one lane's queue, oldest first (diagnostics and tests)."""
         return tuple(self._queues[lane])
 
+    def holds_partition(self, lane: Lane, partition: int) -> bool:
+        """A record of ``partition`` is queued on ``lane`` (no copy of the queue)."""
+        return any(r.partition == partition for r in self._queues[lane])
+
     def below_low_watermark(self, lane: Lane) -> bool:
         return len(self._queues[lane]) <= self._config.limits(lane).low_watermark
 

@@ -9,11 +9,12 @@ frames while a CancelFrame jumps the queue).
 
 Lanes are separate partitions, so "sent before" is decided by stream time, as Kafka
 Streams synchronises co-partitioned inputs: the close is released once the session's
-data partition has been handled past the time the close was sent (the events' own
-``ts``, the voice service's clock), or, when that partition is caught up (its last
-fetch reached the end of the log and nothing of it is queued), after ``grace_ms``
-(records still in flight from the producer land within that window), and in any case
-after ``max_hold_ms``. A held close is carried in the session snapshot, so a restarted
+data partition has been handled more than ``grace_ms`` past the time the close was sent
+(the events' own ``ts``, the voice services' clocks; the margin absorbs producers whose
+records land out of send order), or, when that partition is caught up (its last fetch
+reached the end of the log and nothing of it is queued), after ``grace_ms`` (records
+still in flight from the producer land within that window), and in any case after
+``max_hold_ms``. A held close is carried in the session snapshot, so a restarted
 processor holds it again instead of losing it.
 """
 
@@ -95,13 +96,16 @@ class HeldCloses:
             return []
         now = self.clock()
         grace = self.barrier.grace_ms / 1000.0
+        grace_us = self.barrier.grace_ms * 1000
         limit = self.barrier.max_hold_ms / 1000.0
         idle: dict[int, bool] = {}
         ready: list[HeldClose] = []
         for held in self._held.values():
             waited = now - held.since
-            # Strictly later: equal stamps cannot tell which was sent first.
-            if self._data_time.get(held.partition, -1) > held.ts_us or waited >= limit:
+            # Later by more than the grace: records of several producers (batching, clock
+            # skew) reach a partition out of send order; equal stamps say nothing.
+            passed = self._data_time.get(held.partition, -1) > held.ts_us + grace_us
+            if passed or waited >= limit:
                 ready.append(held)
             elif waited >= grace:
                 if held.partition not in idle:

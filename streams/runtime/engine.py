@@ -14,11 +14,7 @@ from collections.abc import Iterable
 
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
-from streams.nodes import (
-    AudioFrame,
-    Report,
-    TranscriptText,
-)
+from streams.nodes import AudioFrame, Report, TranscriptText
 from streams.runtime.fencing import Scope
 from streams.runtime.graphs import GraphCache
 from streams.runtime.held import HeldUtterances, overflow_rule
@@ -93,6 +89,8 @@ class TurnEngine:
                 return None
         if session.closed:
             return f"session {event.session_id} is closed or was rejected"
+        if event.lane is ev.Lane.DATA and session.sent_before_reopen(event.ts):
+            return f"sent before session {event.session_id} last closed (the previous call's)"
         if session.partition != partition:
             return f"session {event.session_id} lives on partition {session.partition}, not {partition}"
         lane = event.lane.value

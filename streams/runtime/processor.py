@@ -328,8 +328,11 @@ class Processor:
         if record.lane is Lane.DATA:
             self.closes.data_seen(record.partition, event)
         held = self.closes.get(event.session_id)
-        if held is not None and (record.lane is Lane.CONTROL or micros(event.ts) > held.ts_us):
-            # Sent after the close (control keeps its order; data from a reopened session).
+        if held is not None and (
+            record.lane is Lane.CONTROL
+            or (record.lane is Lane.DATA and micros(event.ts) > held.ts_us)
+        ):
+            # Control keeps its order; data sent after the close is a reopened session's.
             self.closes.take(event.session_id)
             self._release_close(held)
         if isinstance(event.payload, SessionClose) and self._holds_close(event, record.partition):
@@ -346,9 +349,15 @@ class Processor:
         """A close for a live session of this partition waits; any other goes through now
         (the engine dead-letters closes of unknown or closed sessions)."""
         session = self.engine.sessions.get(event.session_id)
-        return session is not None and not session.closed and session.partition == partition
+        return (
+            session is not None
+            and not session.closed
+            and session.partition == partition
+            and event.seq > session.last_seq_by_lane.get(event.lane.value, -1)
+        )
 
     def _release_close(self, held: HeldClose) -> None:
+        self.engine.dirty.add(held.event.session_id)  # a refused close must leave the snapshot too
         try:
             reason = self.engine.apply(held.event, partition=held.partition)
         except FencedError as exc:

@@ -92,6 +92,12 @@ class SessionState:
             before.turns_done,
             before.epoch,
         )
+        self.closed_at_us = before.closed_at_us  # see sent_before_reopen
+
+    def sent_before_reopen(self, ts: datetime) -> bool:
+        """True for data of a reopened session sent before its last close: it belongs to the
+        call that ended there (a reconnect reused the id) and must not leak into this one."""
+        return not self.closed and self.closed_at_us is not None and micros(ts) <= self.closed_at_us
 
     def close(self, *, at: datetime) -> None:
         """Closed by a SESSION_CLOSE sent at ``at`` (the voice service's clock)."""

@@ -156,21 +156,33 @@ def test_full_lane_pauses_its_partitions_and_loses_nothing(
             ingress._batch = 50
         _produce(kafka_bootstrap, layout, [(Lane.DATA, f"s{i % 5}", _hdrs(Lane.DATA, f"s{i % 5}"))
                                            for i in range(n)])
+        ends = _end_offsets(kafka_bootstrap, [layout.data])
         _wait(lambda: ingress.scheduler.depth(Lane.DATA) >= 6, ingress, "high watermark")
         data_tps = {(layout.data, p) for p in range(PARTITIONS)}
         assert ingress.paused() == data_tps
         for _ in range(20):  # polling a paused lane adds nothing past capacity
             ingress.poll(0.01)
             assert ingress.scheduler.depth(Lane.DATA) <= SMALL.data.capacity
+            assert not any(ingress.lane_idle(Lane.DATA, p) for p in range(PARTITIONS))
         got: list[LaneRecord] = []
 
         def drained() -> bool:
             while (record := ingress.next()) is not None:
                 got.append(record)
                 assert ingress.scheduler.depth(Lane.DATA) <= SMALL.data.capacity
+            for p in range(PARTITIONS):
+                # "Caught up" (what a held SESSION_CLOSE waits for) only once all was read;
+                # a pause or a seek back must not leave an old end-of-partition behind.
+                if ingress.lane_idle(Lane.DATA, p):
+                    assert sum(r.partition == p for r in got) == ends.get((layout.data, p), 0)
             return len(got) == n
 
         _wait(drained, ingress, "every record after resume", timeout=20)
+        _wait(
+            lambda: all(ingress.lane_idle(Lane.DATA, p) for p in range(PARTITIONS)),
+            ingress,
+            "the end of both data partitions",
+        )
         assert ingress.paused() == frozenset()
         for p in range(PARTITIONS):
             offsets = [r.offset for r in got if r.partition == p]

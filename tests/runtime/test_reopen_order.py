@@ -59,3 +59,28 @@ def test_a_transcript_sent_before_the_close_is_dead_lettered() -> None:
     asyncio.run(scenario())
     assert driver.dlq == [f"session {SESSION} is closed or was rejected"]
     assert check_log(driver.sink.log()) == []
+
+
+def test_a_transcript_sent_before_the_close_stays_out_of_the_reopened_call() -> None:
+    """A reconnect reuses the session id and its SESSION_OPEN (control) overtakes the old
+    call's last transcript: that transcript must not become a turn of the new call."""
+    driver = _Driver()
+
+    async def scenario() -> None:
+        driver.ingress(ev.SessionOpen(transport="sdk", locale="en-US"))
+        early = driver.seq  # stamped before the close...
+        driver.seq += 1
+        driver.ingress(ev.SessionClose(reason="bye"))
+        driver.ingress(ev.SessionOpen(transport="sdk", locale="en-US"))  # the reconnect
+        late_seq, driver.seq = driver.seq, early
+        driver.ingress(_final("old call's last words"))  # ...arriving after both
+        driver.seq = late_seq
+        driver.ingress(_final("new call"))
+        driver.ingress(ev.SessionClose(reason="bye"))
+
+    asyncio.run(scenario())
+    assert driver.dlq == [f"sent before session {SESSION} last closed (the previous call's)"]
+    rows = driver.sink.log()
+    texts = [r.event.payload.text for r in rows if isinstance(r.event.payload, ev.Transcript)]
+    assert texts == ["new call"]
+    assert check_log(rows) == []
