@@ -89,8 +89,8 @@ class HeldCloses:
     def due(self, *, data_idle: Callable[[int], bool]) -> list[HeldClose]:
         """Remove and return the closes whose barrier is passed, oldest first.
 
-        ``data_idle(partition)``: nothing of that data partition is queued in process
-        and it is not paused (the consumer has caught up as far as this process knows).
+        ``data_idle(partition)``: that data partition is caught up (its last fetch reached
+        the end of the log, nothing of it is queued in process, it is not paused).
         """
         if not self._held:
             return []
