@@ -278,10 +278,10 @@ def apply_topics(
         benign=("TOPIC_ALREADY_EXISTS", "already exists"),
         timeout=timeout,
     )
-    _wait_for_topics(admin, [t.topic for t in new_topics], timeout=timeout)
+    ready = _wait_for_topics(admin, [t.topic for t in new_topics], timeout=timeout)
     # Check again: a topic our metadata did not show yet (another creator, or a broker
     # whose metadata lagged the controller) "already existed" with its own count.
-    _check_lanes(layout, _partition_counts(admin.list_topics(timeout=timeout), layout))
+    _check_lanes(layout, _partition_counts(ready, layout))
     return created
 
 
@@ -315,8 +315,11 @@ def _check_lanes(layout: TopicLayout, existing: dict[str, int]) -> None:
 
 def topic_names(bootstrap: str, *, starts_with: str, timeout: float = 30.0) -> list[str]:
     """Names of the cluster's topics that start with ``starts_with``, sorted."""
-    metadata = _admin(bootstrap).list_topics(timeout=timeout)
-    return sorted(n for n in metadata.topics if n.startswith(starts_with))
+    return _names(_admin(bootstrap), starts_with, timeout)
+
+
+def _names(admin: Any, starts_with: str, timeout: float) -> list[str]:
+    return sorted(n for n in admin.list_topics(timeout=timeout).topics if n.startswith(starts_with))
 
 
 def delete_topics(bootstrap: str, *, starts_with: str, timeout: float = 30.0) -> list[str]:
@@ -327,10 +330,10 @@ def delete_topics(bootstrap: str, *, starts_with: str, timeout: float = 30.0) ->
     """
     if not starts_with or starts_with.startswith("__"):
         raise TopicLayoutError(f"refusing to delete topics matching {starts_with!r}")
-    names = topic_names(bootstrap, starts_with=starts_with, timeout=timeout)
+    admin = _admin(bootstrap)  # must outlive its futures: a destroyed handle fails them
+    names = _names(admin, starts_with, timeout)
     if not names:
         return []
-    admin = _admin(bootstrap)  # must outlive its futures: a destroyed handle fails them
     # Deleted meanwhile by someone else: the outcome the caller wanted.
     return _settle(
         admin.delete_topics(names, operation_timeout=timeout),
@@ -357,7 +360,8 @@ def _settle(
     return sorted(done)
 
 
-def _wait_for_topics(admin: Any, names: list[str], *, timeout: float) -> None:
+def _wait_for_topics(admin: Any, names: list[str], *, timeout: float) -> Any:
+    """Wait until ``names`` have leaders; returns that metadata."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -370,6 +374,6 @@ def _wait_for_topics(admin: Any, names: list[str], *, timeout: float) -> None:
             for n in names
         )
         if ready:
-            return
+            return md
         time.sleep(0.1)
     raise TopicLayoutError(f"topics not ready after {timeout:.0f}s: {', '.join(names)}")

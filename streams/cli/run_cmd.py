@@ -230,9 +230,7 @@ class _Totals:
     records: int = 0
 
     def add(self, processor: Processor) -> None:
-        for f in dataclasses.fields(self.stats):
-            mine, theirs = getattr(self.stats, f.name), getattr(processor.stats, f.name)
-            setattr(self.stats, f.name, mine + theirs)
+        self.stats.add(processor.stats)
         self.dlq += processor.dlq_count
         for reason, n in processor.dlq_reasons.items():
             self.dlq_reasons[reason] = self.dlq_reasons.get(reason, 0) + n

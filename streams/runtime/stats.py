@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 __all__ = ["EngineStats"]
 
@@ -20,3 +20,8 @@ class EngineStats:
     deferred: int = 0
     shed: int = 0
     fence_latency_ms: list[float] = field(default_factory=list)
+
+    def add(self, other: EngineStats) -> None:
+        """Add ``other``'s counters to these (lists are concatenated)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
