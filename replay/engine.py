@@ -79,7 +79,8 @@ class Engine:
         self.rules, self.plans, self.resim = rules, plans, resim
         self.check_sequence = check_sequence
         self.events = 0
-        self._sessions: dict[str, _Session] = {}
+        # Keyed (tenant, session): tenants may use the same session id and never meet.
+        self._sessions: dict[tuple[str, str], _Session] = {}
         self._partitions: dict[int, _Partition] = {}
 
     def run(self, records: Iterable[tuple[Position, Envelope]]) -> Iterator[TurnResult]:
@@ -95,9 +96,10 @@ class Engine:
     # -- streaming checks ------------------------------------------------------------------
     def _feed(self, pos: Position, env: Envelope) -> _Session | None:
         et = env.event_type
-        session = self._sessions.get(env.session_id)
+        key = (env.tenant_id, env.session_id)
+        session = self._sessions.get(key)
         if session is None:
-            session = self._sessions[env.session_id] = _Session(env.session_id, env.tenant_id)
+            session = self._sessions[key] = _Session(env.session_id, env.tenant_id)
         part = self._partitions.get(pos.partition)
         if part is None:
             part = self._partitions[pos.partition] = _Partition()
@@ -237,7 +239,7 @@ class Engine:
         session.fence.forget_turn(tid)
 
     def _finish(self, session: _Session) -> Iterator[TurnResult]:
-        self._sessions.pop(session.session_id, None)
+        self._sessions.pop((session.tenant_id, session.session_id), None)
         for turn in session.turns.values():
             if not turn.closed:
                 self._close_turn(session, turn, end_of_log=True)

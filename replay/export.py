@@ -104,7 +104,7 @@ def export_log(source: LogSource, out: Path, *, prefix: str, codec: str = "defla
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[int, ContainerWriter] = {}
     spans: dict[int, list[int]] = {}
-    sessions: dict[str, _SessionInfo] = {}
+    sessions: dict[tuple[str, str], _SessionInfo] = {}  # (tenant, session)
     topic = f"{prefix}.log"
     for pos, env in source:
         writer = writers.get(pos.partition)
@@ -139,16 +139,19 @@ def export_log(source: LogSource, out: Path, *, prefix: str, codec: str = "defla
                    "events": sum(w.records for w in writers.values())},
         "files": files,
         "bundles": bundles,
-        "sessions": [_session_dict(sid, s) for sid, s in sessions.items()],
+        "sessions": [_session_dict(sid, s) for (_, sid), s in sessions.items()],
     }
     (out / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     return manifest
 
 
-def _note(sessions: dict[str, _SessionInfo], pos: Position, env: Envelope, index: int) -> None:
-    info = sessions.get(env.session_id)
+def _note(
+    sessions: dict[tuple[str, str], _SessionInfo], pos: Position, env: Envelope, index: int
+) -> None:
+    key = (env.tenant_id, env.session_id)
+    info = sessions.get(key)
     if info is None:
-        info = sessions[env.session_id] = _SessionInfo(env.tenant_id, partition=pos.partition)
+        info = sessions[key] = _SessionInfo(env.tenant_id, partition=pos.partition)
     if env.event_type is EventType.ADMIT:
         info.bundle_id = env.bundle_id
     if env.turn_id is None:
@@ -179,7 +182,7 @@ def _session_dict(session_id: str, s: _SessionInfo) -> dict[str, Any]:
                       for t in s.turns.values()]}
 
 
-def _copy_bundles(sessions: dict[str, _SessionInfo], out: Path,
+def _copy_bundles(sessions: dict[tuple[str, str], _SessionInfo], out: Path,
                   index: BundleIndex) -> list[dict[str, str]]:
     digests = sorted({t.bundle_digest for s in sessions.values() for t in s.turns.values()
                       if t.bundle_digest})

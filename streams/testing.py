@@ -120,6 +120,9 @@ def check_log(rows: Iterable[LoggedEvent]) -> list[str]:
     return checker.finish()
 
 
+_Turn = tuple[str, str]
+
+
 @dataclass
 class _LogChecker:
     """One pass over a log; each method checks one rule of the contract."""
@@ -128,13 +131,15 @@ class _LogChecker:
     seen_ids: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     lease_epoch: dict[int, int] = field(default_factory=dict)
     holders: dict[tuple[int, int], str] = field(default_factory=dict)
-    markers: dict[str, list[Marker]] = field(default_factory=lambda: defaultdict(list))
-    plan_of: dict[str, str] = field(default_factory=dict)
-    cancelled: set[str] = field(default_factory=set)  # turns fenced by a TURN or SESSION cancel
-    cancelled_nodes: set[tuple[str, str]] = field(
+    # Turns are keyed (tenant, turn id): turn ids are unique per session, and tenants may
+    # share session ids.
+    markers: dict[_Turn, list[Marker]] = field(default_factory=lambda: defaultdict(list))
+    plan_of: dict[_Turn, str] = field(default_factory=dict)
+    cancelled: set[_Turn] = field(default_factory=set)  # turns fenced by a TURN or SESSION cancel
+    cancelled_nodes: set[tuple[_Turn, str]] = field(
         default_factory=set
     )  # (turn, node) by a NODE cancel
-    outputs: set[tuple[str, str | None, int]] = field(default_factory=set)
+    outputs: set[tuple[_Turn, str | None, int]] = field(default_factory=set)
     accepted: set[str] = field(default_factory=set)
 
     def row(self, row: LoggedEvent) -> None:
@@ -146,7 +151,7 @@ class _LogChecker:
             self.problems.append(f"{where}: causation {cause} does not resolve to an earlier event")
         self.seen_ids[p].add(e.event_id)
         if e.turn_id is not None:
-            self._turn_event(e, e.turn_id, where)
+            self._turn_event(e, (e.tenant_id, e.turn_id), where)
 
     def _epoch(self, e: ev.Envelope, p: int, where: str) -> None:
         if isinstance(e.payload, ev.LeaseGranted):
@@ -161,7 +166,7 @@ class _LogChecker:
                 f"{where}: stale epoch {e.lease_epoch} (partition at {self.lease_epoch.get(p, 0)})"
             )
 
-    def _turn_event(self, e: ev.Envelope, turn: str, where: str) -> None:
+    def _turn_event(self, e: ev.Envelope, turn: _Turn, where: str) -> None:
         marker = _MARKERS.get(e.event_type)
         if marker is not None:
             self.markers[turn].append(marker)
@@ -192,5 +197,5 @@ class _LogChecker:
         for turn, seq in self.markers.items():
             bad = first_violation(seq)
             if bad is not None:
-                self.problems.append(f"turn {turn}: lifecycle {[m.value for m in seq]}: {bad[1]}")
+                self.problems.append(f"turn {turn[0]}/{turn[1]}: lifecycle {[m.value for m in seq]}: {bad[1]}")
         return self.problems

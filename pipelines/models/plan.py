@@ -12,6 +12,7 @@ from pipelines.models.base import Digest, Model, Seq
 from pipelines.models.resolved import ResolvedEdge, ResolvedNode
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "DeterminismContext",
     "LeaseSnapshot",
     "PlanInputs",
@@ -23,9 +24,14 @@ __all__ = [
 ]
 
 
+# Ids come from voice services and are copied into every log event and changelog key of
+# the session: bounded, so one producer cannot make every record of a session huge.
+MAX_ID_LENGTH = 256
+
+
 class SessionSnapshot(Model):
-    tenant_id: str = Field(min_length=1)
-    session_id: str = Field(min_length=1)
+    tenant_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     pinned_bundle_digest: Digest
     next_seq: int = Field(ge=0)
     last_epoch: int = Field(ge=0)
@@ -35,7 +41,7 @@ class SessionSnapshot(Model):
 class TurnOpenRequest(Model):
     turn_id: str = Field(min_length=1)
     trigger: str = Field(min_length=1)  # final_transcript | end_of_utterance | text
-    correlation_id: str = Field(min_length=1)
+    correlation_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     opened_at_us: int = Field(ge=0)
 
 

@@ -128,24 +128,30 @@ class Payload:
     AVRO_NAME: ClassVar[str]
     EVENT_TYPE: ClassVar[EventType]
     LANE: ClassVar[Lane]
+    # True for the events a voice service may produce (on ``LANE``); everything else is
+    # written by the processor only and is refused at ingress.
+    PRODUCED: ClassVar[bool]
 
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {}
 _P = TypeVar("_P", bound=type[Payload])
 
 
-def _payload(event_type: EventType, lane: Lane = Lane.CONTROL) -> Callable[[_P], _P]:
+def _payload(
+    event_type: EventType, lane: Lane = Lane.CONTROL, *, produced: bool = False
+) -> Callable[[_P], _P]:
     def register(cls: _P) -> _P:
         cls.AVRO_NAME = f"rspp.events.{cls.__name__}"
         cls.EVENT_TYPE = event_type
         cls.LANE = lane
+        cls.PRODUCED = produced
         PAYLOAD_TYPES[cls.AVRO_NAME] = cls
         return cls
 
     return register
 
 
-@_payload(EventType.AUDIO_CHUNK, Lane.DATA)
+@_payload(EventType.AUDIO_CHUNK, Lane.DATA, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AudioChunk(Payload):
     codec: str
@@ -155,14 +161,14 @@ class AudioChunk(Payload):
     audio: bytes
 
 
-@_payload(EventType.END_OF_UTTERANCE, Lane.DATA)
+@_payload(EventType.END_OF_UTTERANCE, Lane.DATA, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndOfUtterance(Payload):
     last_chunk_seq: int | None = None
     reason: str | None = None
 
 
-@_payload(EventType.TRANSCRIPT, Lane.DATA)
+@_payload(EventType.TRANSCRIPT, Lane.DATA, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transcript(Payload):
     kind: TranscriptKind
@@ -171,7 +177,7 @@ class Transcript(Payload):
     language: str | None = None
 
 
-@_payload(EventType.SESSION_OPEN)
+@_payload(EventType.SESSION_OPEN, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionOpen(Payload):
     transport: str | None = None
@@ -179,7 +185,7 @@ class SessionOpen(Payload):
     profile: str | None = None
 
 
-@_payload(EventType.SESSION_CLOSE)
+@_payload(EventType.SESSION_CLOSE, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionClose(Payload):
     reason: str
@@ -235,7 +241,7 @@ class TurnClose(Payload):
     outcome: TurnOutcome
 
 
-@_payload(EventType.CANCEL)
+@_payload(EventType.CANCEL, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cancel(Payload):
     scope: CancelScope
@@ -313,7 +319,7 @@ class Divergence(Payload):
     offset: int | None = None
 
 
-@_payload(EventType.TELEMETRY, Lane.TELEMETRY)
+@_payload(EventType.TELEMETRY, Lane.TELEMETRY, produced=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Telemetry(Payload):
     name: str

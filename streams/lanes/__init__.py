@@ -26,7 +26,8 @@ from streams.lanes.records import (
     LaneRecord,
     RecordPosition,
     RejectedRecord,
-    route,
+    session_hint,
+    tenant_hint,
 )
 from streams.lanes.scheduler import LaneScheduler, Offer, SmoothWeightedRoundRobin
 from streams.lanes.shedding import ShedDecision
@@ -55,5 +56,6 @@ __all__ = [
     "ShedPolicy",
     "ShedVictim",
     "SmoothWeightedRoundRobin",
-    "route",
+    "session_hint",
+    "tenant_hint",
 ]

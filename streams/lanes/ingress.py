@@ -10,8 +10,9 @@ Two shapes, both with bounded prefetch and per-partition ``pause()/resume()``:
   same numbers (co-partitioning), following every rebalance. Control has its own
   fetch queue, so buffered data can never be ahead of it.
 
-Records are dispatched through :class:`LaneScheduler`. The commit position of a
-partition advances only over records dispatched, shed or sent to the DLQ, so the
+Records are dispatched through :class:`LaneScheduler`; a record's lane is its topic's.
+The commit position of a partition advances only over records dispatched or shed (the
+processor decides, for each dispatched record, whether it is applied or dead-lettered), so the
 processor can hand :meth:`LaneIngress.positions` to ``send_offsets_to_transaction``
 together with :meth:`LaneIngress.group_metadata`.
 """
@@ -29,7 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streams.lanes.config import LaneConfig
 from streams.lanes.errors import IngressError, LaneConfigError
 from streams.lanes.offsets import OffsetTracker
-from streams.lanes.records import Headers, LaneRecord, RejectedRecord, route
+from streams.lanes.records import Headers, LaneRecord, session_hint, tenant_hint
 from streams.lanes.scheduler import LaneScheduler
 from streams.lanes.shedding import ShedDecision
 from streams.topics import Lane, TopicLayout
@@ -63,7 +64,6 @@ class LaneIngress:
         bootstrap: str,
         group_id: str,
         layout: TopicLayout,
-        on_dlq: Callable[[RejectedRecord], None],
         on_shed: Callable[[ShedDecision], None] | None = None,
         on_assigned: PartitionsCallback | None = None,
         on_revoked: PartitionsCallback | None = None,
@@ -79,7 +79,6 @@ class LaneIngress:
             )
         self._layout = layout
         self._mode = mode
-        self._on_dlq = on_dlq
         self._on_shed = on_shed
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
@@ -93,6 +92,7 @@ class LaneIngress:
         # nothing more was in the log when we last looked. Cleared by the next record.
         self._at_end: set[TP] = set()
         self._lane_of_topic = {layout.lane_topic(lane): lane for lane in Lane}
+        self._tenant_of_topic: dict[str, str] = {}
         settings: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "group.id": group_id,
@@ -133,7 +133,7 @@ class LaneIngress:
     def poll(self, timeout: float = 0.0) -> int:
         """Move fetched records into the lane queues; wait up to ``timeout`` seconds
         only if nothing is fetched and nothing is queued for dispatch. Returns how many
-        records were taken in (dispatchable, DLQ'd or shed)."""
+        records were taken in (dispatchable or shed)."""
         taken = self._poll_once(0.0)
         if taken or len(self._scheduler):
             return taken
@@ -244,27 +244,11 @@ class LaneIngress:
         raw_headers = msg.headers()
         headers: Headers = tuple(raw_headers) if raw_headers else ()
         ts: int = msg.timestamp()[1]
-        routed = route(headers)
-        if isinstance(routed, str):
-            self._tracker.fetched(topic, partition, offset)
-            self._on_dlq(
-                RejectedRecord(
-                    reason=routed,
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=headers,
-                    timestamp_ms=ts,
-                )
-            )
-            self._tracker.handled(topic, partition, offset)
-            return True
-        lane, session = routed
+        lane = self._lane_of_topic[topic]
         record = LaneRecord(
             lane=lane,
-            session=session,
+            session=session_hint(headers),
+            tenant=self._tenant_of_topic.get(topic) or tenant_hint(headers),
             topic=topic,
             partition=partition,
             offset=offset,

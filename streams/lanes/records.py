@@ -1,8 +1,9 @@
-"""Lane records and header-only routing (no body decode on the hot path).
+"""Lane records: what ingress queues before the processor decodes them.
 
-Routing headers follow DESIGN.md: ``rspp_lane`` (control|data|telemetry) and
-``rspp_session``, utf-8. A record whose routing headers are missing or garbled
-becomes a :class:`RejectedRecord` with a reason, for the DLQ.
+A record's lane is its topic's; the ``rspp_session`` header is only a hint used to group
+records for shedding before decode (docs/architecture.md, "The body is the truth").
+Headers are optional: a record in the ABI's Confluent-framed Avro without any ``rspp_*``
+header is accepted.
 """
 
 from __future__ import annotations
@@ -15,19 +16,20 @@ from streams.topics import Lane
 __all__ = [
     "LANE_HEADER",
     "SESSION_HEADER",
+    "TENANT_HEADER",
     "Headers",
     "LaneRecord",
     "RecordPosition",
     "RejectedRecord",
-    "route",
+    "session_hint",
+    "tenant_hint",
 ]
 
 LANE_HEADER = "rspp_lane"
 SESSION_HEADER = "rspp_session"
+TENANT_HEADER = "rspp_tenant"
 
 Headers = tuple[tuple[str, bytes | None], ...]
-
-_LANES_BY_VALUE: dict[bytes, Lane] = {lane.value.encode(): lane for lane in Lane}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +46,9 @@ class LaneRecord:
     """A routed ingress record. ``value`` stays encoded: the codec decodes it later."""
 
     lane: Lane
-    session: str
+    session: str  # header hint ("" when none); the decoded body is authoritative
+    # The topic's tenant in a multi-tenant deployment; else the ``rspp_tenant`` header hint.
+    tenant: str = ""
     topic: str
     partition: int
     offset: int
@@ -76,35 +80,34 @@ class RejectedRecord:
         return RecordPosition(topic=self.topic, partition=self.partition, offset=self.offset)
 
 
-def _last(headers: Sequence[tuple[str, bytes | None]], name: str) -> tuple[bool, bytes | None]:
+def _last(headers: Sequence[tuple[str, bytes | None]], name: str) -> bytes | None:
     # Last value wins, as Kafka's Headers.lastHeader: a relay may append an override.
-    found = False
     value: bytes | None = None
     for key, raw in headers:
         if key == name:
-            found, value = True, raw
-    return found, value
+            value = raw
+    return value
 
 
-def route(headers: Sequence[tuple[str, bytes | None]] | None) -> tuple[Lane, str] | str:
-    """Lane and session from routing headers, or the reason they are unusable."""
-    hdrs = headers or ()
-    found, raw_lane = _last(hdrs, LANE_HEADER)
-    if not found:
-        return f"missing header {LANE_HEADER}"
-    lane = _LANES_BY_VALUE.get(raw_lane) if raw_lane is not None else None
-    if lane is None:
-        shown = raw_lane[:32] if raw_lane is not None else None
-        return f"header {LANE_HEADER}={shown!r} is not one of control|data|telemetry"
-    found, raw_session = _last(hdrs, SESSION_HEADER)
-    if not found:
-        return f"missing header {SESSION_HEADER}"
-    if not raw_session:
-        return f"header {SESSION_HEADER} is empty"
+def session_hint(headers: Sequence[tuple[str, bytes | None]] | None) -> str:
+    """The session the ``rspp_session`` header names, or ``""`` when it is absent or unusable.
+
+    Only a hint: the lane comes from the topic and the session from the decoded body, which
+    wins where the two disagree. The hint lets records be grouped for shedding before decode.
+    """
+    return _hint(headers, SESSION_HEADER)
+
+
+def tenant_hint(headers: Sequence[tuple[str, bytes | None]] | None) -> str:
+    """The tenant the ``rspp_tenant`` header names, or ``""`` (a hint, like the session's)."""
+    return _hint(headers, TENANT_HEADER)
+
+
+def _hint(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str:
+    raw = _last(headers or (), name)
+    if not raw:
+        return ""
     try:
-        session = raw_session.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return f"header {SESSION_HEADER} is not valid utf-8"
-    if not session.strip():
-        return f"header {SESSION_HEADER} is blank"
-    return lane, session
+        return ""

@@ -27,22 +27,24 @@ class ShedDecision:
     defaulting_source: str
     count: int
     offsets: tuple[RecordPosition, ...]
+    tenant: str = ""  # as LaneRecord.tenant
 
 
 def decisions_for(policy: ShedPolicy, shed: Iterable[LaneRecord]) -> tuple[ShedDecision, ...]:
-    """Group shed records by (lane, session) in first-seen order, so equal input gives
-    equal output (no dict-of-set iteration order involved)."""
-    groups: dict[tuple[Lane, str], list[RecordPosition]] = {}
+    """Group shed records by (lane, tenant, session) in first-seen order, so equal input
+    gives equal output (no dict-of-set iteration order involved)."""
+    groups: dict[tuple[Lane, str, str], list[RecordPosition]] = {}
     for record in shed:
-        groups.setdefault((record.lane, record.session), []).append(record.position)
+        groups.setdefault((record.lane, record.tenant, record.session), []).append(record.position)
     return tuple(
         ShedDecision(
             lane=lane,
+            tenant=tenant,
             session=session,
             rule=policy.rule,
             defaulting_source=policy.defaulting_source,
             count=len(positions),
             offsets=tuple(positions),
         )
-        for (lane, session), positions in groups.items()
+        for (lane, tenant, session), positions in groups.items()
     )

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "AUDIO_CHANNELS",
+    "AUDIO_CODECS",
+    "AUDIO_SAMPLE_RATES_HZ",
     "END_OF_INPUT",
     "AudioFrame",
     "AudioOut",
@@ -18,6 +21,12 @@ __all__ = [
     "ReplyText",
     "TranscriptText",
 ]
+
+
+# The only audio the nodes decode: what an AUDIO_CHUNK must carry to reach them.
+AUDIO_CODECS = frozenset({"pcm16"})
+AUDIO_CHANNELS = 1
+AUDIO_SAMPLE_RATES_HZ = range(8_000, 48_001)
 
 
 @dataclass(frozen=True, slots=True)

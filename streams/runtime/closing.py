@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from streams.abi.events import Envelope
 from streams.lanes import LaneRecord
-from streams.runtime.sessions import micros
+from streams.runtime.sessions import SessionKey, micros
 
 __all__ = ["CloseBarrier", "HeldClose", "HeldCloses"]
 
@@ -50,18 +50,18 @@ class HeldClose:
 
 @dataclass(slots=True)
 class HeldCloses:
-    """Closes waiting for their session's data partition, keyed by session id."""
+    """Closes waiting for their session's data partition, keyed by session."""
 
     barrier: CloseBarrier = field(default_factory=CloseBarrier)
     clock: Callable[[], float] = time.monotonic
-    _held: dict[str, HeldClose] = field(default_factory=dict)
+    _held: dict[SessionKey, HeldClose] = field(default_factory=dict)
     _data_time: dict[int, int] = field(default_factory=dict)  # partition -> max data ts (µs)
 
     def __len__(self) -> int:
         return len(self._held)
 
     def hold(self, event: Envelope, *, partition: int, record: LaneRecord | None) -> None:
-        self._held[event.session_id] = HeldClose(
+        self._held[SessionKey.of(event)] = HeldClose(
             event=event,
             partition=partition,
             ts_us=micros(event.ts),
@@ -69,15 +69,15 @@ class HeldCloses:
             record=record,
         )
 
-    def get(self, session_id: str) -> HeldClose | None:
-        return self._held.get(session_id)
+    def get(self, key: SessionKey) -> HeldClose | None:
+        return self._held.get(key)
 
-    def take(self, session_id: str) -> HeldClose | None:
-        return self._held.pop(session_id, None)
+    def take(self, key: SessionKey) -> HeldClose | None:
+        return self._held.pop(key, None)
 
-    def items(self, session_id: str) -> tuple[Envelope, ...]:
+    def items(self, key: SessionKey) -> tuple[Envelope, ...]:
         """The held close of a session as snapshot content (empty when none)."""
-        held = self._held.get(session_id)
+        held = self._held.get(key)
         return () if held is None else (held.event,)
 
     def data_seen(self, partition: int, event: Envelope) -> None:
@@ -114,13 +114,13 @@ class HeldCloses:
                     ready.append(held)
         ready.sort(key=lambda h: (h.since, h.ts_us))
         for held in ready:
-            del self._held[held.event.session_id]
+            del self._held[SessionKey.of(held.event)]
         return ready
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """Partitions moved away: their closes live on in the committed snapshots."""
         gone = set(partitions)
-        for sid in [s for s, h in self._held.items() if h.partition in gone]:
-            del self._held[sid]
+        for key in [k for k, h in self._held.items() if h.partition in gone]:
+            del self._held[key]
         for p in gone:
             self._data_time.pop(p, None)

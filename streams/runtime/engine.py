@@ -15,15 +15,15 @@ from collections.abc import Iterable
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
 from streams.nodes import AudioFrame, Report, TranscriptText
-from streams.runtime.fencing import Scope
+from streams.runtime.cancelling import apply_cancel
 from streams.runtime.graphs import GraphCache
 from streams.runtime.held import HeldUtterances, overflow_rule
 from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
-from streams.runtime.planning import TurnPlanner, is_past_turn, next_turn_id
+from streams.runtime.planning import TurnPlanner, next_turn_id
 from streams.runtime.reports import OutputRecorder
-from streams.runtime.sessions import SessionState
+from streams.runtime.sessions import SEQ_WINDOW, SessionKey, SessionState
 from streams.runtime.stats import EngineStats
-from streams.runtime.turns import ActiveTurn, TurnEnded, close_left_open
+from streams.runtime.turns import ActiveTurn, TurnEnded, TurnKey, close_left_open
 from streams.runtime.writer import EventWriter, TurnStamp
 
 __all__ = ["EngineStats", "TurnEngine"]
@@ -48,13 +48,13 @@ class TurnEngine:
         self.processor_id = processor_id
         self.prefix = prefix
         self.planner = TurnPlanner(bundle=bundle, processor_id=processor_id, prefix=prefix)
-        self.sessions: dict[str, SessionState] = {}
-        self.turns: dict[str, ActiveTurn] = {}  # turn_id -> handle
+        self.sessions: dict[SessionKey, SessionState] = {}
+        self.turns: dict[TurnKey, ActiveTurn] = {}
         self._open_by_tenant: Counter[str] = Counter()  # admission: open turns per tenant
-        self.reports: deque[tuple[str, Report | TurnEnded]] = deque()
+        self.reports: deque[tuple[TurnKey, Report | TurnEnded]] = deque()
         # Utterances that arrived while the previous turn responds (bounded; shed or refused).
         self.held = HeldUtterances(rule=overflow_rule(bundle))
-        self.dirty: set[str] = set()
+        self.dirty: set[SessionKey] = set()
         self.draining = False
         self.stats = EngineStats()
         admission = bundle.resolved_spec.admission
@@ -73,7 +73,7 @@ class TurnEngine:
         """Apply one decoded ingress event. Returns a DLQ reason when it cannot be applied."""
         self.stats.events_in += 1
         p = event.payload
-        session = self.sessions.get(event.session_id)
+        session = self.sessions.get(SessionKey.of(event))
         if isinstance(p, ev.SessionOpen):
             return self._open_session(event, partition)
         # Data that overtook its SESSION_OPEN (the lanes are separate topics) opens the session;
@@ -81,7 +81,7 @@ class TurnEngine:
         data = isinstance(p, ev.AudioChunk | ev.Transcript)
         reopened = session is not None and data and session.sent_after_close(event.ts)
         if session is None or reopened:
-            if isinstance(p, ev.Cancel | ev.SessionClose | ev.EndOfUtterance):
+            if not data:  # only the caller's words open a session implicitly
                 return f"{event.event_type.value} for unknown session {event.session_id}"
             reason = "implicit session reopen" if reopened else "implicit session open"
             session = self._admit(event, partition, reason=reason)
@@ -97,8 +97,10 @@ class TurnEngine:
         last = session.last_seq_by_lane.get(lane, -1)
         if event.seq <= last:
             return f"out-of-order seq {event.seq} on {lane} lane (last applied {last})"
+        if event.seq > last + SEQ_WINDOW:
+            return f"seq {event.seq} jumps more than {SEQ_WINDOW} past the last applied ({last})"
         session.last_seq_by_lane[lane] = event.seq
-        self.dirty.add(session.session_id)
+        self.dirty.add(session.key)
         if isinstance(p, ev.Cancel):
             return self._cancel(session, event, p)
         if isinstance(p, ev.SessionClose):
@@ -119,7 +121,7 @@ class TurnEngine:
 
     def shed(
         self,
-        session_id: str,
+        key: SessionKey,
         *,
         lane: str,
         count: int,
@@ -129,7 +131,7 @@ class TurnEngine:
         in_turn: bool = True,
     ) -> bool:
         """Log a Shed for dropped records (in the open turn if ``in_turn``); False: no session."""
-        session = self.sessions.get(session_id)
+        session = self.sessions.get(key)
         if session is None or session.closed:
             return False
         active = self._active(session) if in_turn else None
@@ -144,11 +146,11 @@ class TurnEngine:
             ),
             turn=active.stamp if active else None,
         )
-        self.dirty.add(session_id)
+        self.dirty.add(key)
         self.stats.shed += count
         return True
 
-    def log_sheds(self, session_id: str | None = None) -> int:
+    def log_sheds(self, key: SessionKey | None = None) -> int:
         """Log one SHED per session for held utterances dropped since the last call.
 
         Called before every commit, so a drop and its SHED event land in the same
@@ -157,7 +159,7 @@ class TurnEngine:
         logged = 0
         if rule is None:
             return 0
-        for sid, count in self.held.take_sheds(session_id):
+        for sid, count in self.held.take_sheds(key):
             logged += count
             self.shed(
                 sid,
@@ -172,7 +174,7 @@ class TurnEngine:
 
     # -- sessions -----------------------------------------------------------
     def _open_session(self, event: ev.Envelope, partition: int) -> str | None:
-        existing = self.sessions.get(event.session_id)
+        existing = self.sessions.get(SessionKey.of(event))
         if existing is not None and not existing.closed:
             last = existing.last_seq_by_lane.get(event.lane.value, -1)
             if event.seq <= last:
@@ -201,11 +203,11 @@ class TurnEngine:
             partition=partition,
             bundle_id=self.bundle.bundle_id,
         )
-        before = self.sessions.get(event.session_id)
+        before = self.sessions.get(session.key)
         if before is not None:
             session.continue_after(before)
-        self.sessions[session.session_id] = session
-        self.dirty.add(session.session_id)
+        self.sessions[session.key] = session
+        self.dirty.add(session.key)
         corr = event.correlation.correlation_id
         # Causation must resolve to an earlier record: only a SESSION_OPEN is recorded before
         # the admission; data that overtook its open is recorded later, inside the turn.
@@ -243,8 +245,8 @@ class TurnEngine:
 
     def _close_session(self, session: SessionState, event: ev.Envelope) -> None:
         # Take the held utterances first: aborting the active turn must not start them.
-        self.log_sheds(session.session_id)
-        held = self.held.release(session.session_id)
+        self.log_sheds(session.key)
+        held = self.held.release(session.key)
         active = self._active(session)
         if active is not None:
             self._abort(session, active, reason="session closed")
@@ -267,12 +269,12 @@ class TurnEngine:
     def _active(self, session: SessionState) -> ActiveTurn | None:
         if session.turn is None or not session.turn.is_open:
             return None
-        return self.turns.get(session.turn.turn_id)
+        return self.turns.get(TurnKey(session.tenant_id, session.turn.turn_id))
 
     def _data(self, session: SessionState, event: ev.Envelope) -> str | None:
         active = self._active(session)
         if active is not None and active.input_closed:
-            return self.held.hold(session.session_id, event)
+            return self.held.hold(session.key, event)
         p = event.payload
         if active is None:
             if isinstance(p, ev.EndOfUtterance):
@@ -316,7 +318,7 @@ class TurnEngine:
         if dropped:
             edge = next((e for e in active.plan.edges if e.source == active.graph.entry), None)
             self.shed(
-                session.session_id,
+                session.key,
                 lane=ev.Lane.DATA.value,
                 count=dropped,
                 rule=f"edge overflow {edge.overflow.value if edge else 'drop_oldest'}",
@@ -333,9 +335,9 @@ class TurnEngine:
     def _tenant_turns(self, tenant: str) -> int:
         return self._open_by_tenant.get(tenant, 0)
 
-    def _forget_turn(self, turn_id: str, tenant: str) -> None:
-        if self.turns.pop(turn_id, None) is not None:
-            self._open_by_tenant[tenant] -= 1
+    def _forget_turn(self, key: TurnKey) -> None:
+        if self.turns.pop(key, None) is not None:
+            self._open_by_tenant[key.tenant] -= 1
 
     def _open_turn(
         self, session: SessionState, event: ev.Envelope, *, text_input: bool
@@ -377,12 +379,12 @@ class TurnEngine:
             stamp=stamp,
             plan=plan,
             graph=self.graphs.for_plan(plan, text_input=text_input),
-            session_id=session.session_id,
+            session_key=session.key,
             opened_ns=time.monotonic_ns(),
         )
         session.turn = state
         session.turn_correlation = stamp.correlation_id
-        self.turns[turn_id] = active
+        self.turns[active.key] = active
         self._open_by_tenant[session.tenant_id] += 1
         active.start(self.reports)
         self.stats.turns_opened += 1
@@ -391,49 +393,18 @@ class TurnEngine:
     # -- cancel -------------------------------------------------------------
     def _cancel(self, session: SessionState, event: ev.Envelope, cancel: ev.Cancel) -> str | None:
         started = time.perf_counter()
-        active = self._active(session)
-        target = cancel.target
-        corr = event.correlation.correlation_id
-        if cancel.scope is ev.CancelScope.NODE:
-            if active is None or target not in active.graph.graph.nodes:
-                return f"cancel of node {target!r}: no such node in an open turn"
-            self.writer.log(
-                session,
-                cancel,
-                turn=active.stamp,
-                event_id=event.event_id,
-                ts=event.ts,
-                node_id=target,
-            )
-            session.fence.cancel(Scope.NODE, turn_id=active.state.turn_id, node_id=target)
-            active.cancel_node(target)
-        elif (
-            cancel.scope is ev.CancelScope.TURN
-            and target
-            and (active is None or target != active.state.turn_id)
-        ):
-            if not is_past_turn(session, target):
-                return f"cancel of unknown turn {target!r}"
-            self.writer.log(
-                session, cancel, event_id=event.event_id, ts=event.ts, correlation_id=corr
-            )  # already closed: no effect
-        elif active is None:
-            # Nothing in flight (late barge-in): record it; it fences nothing that exists.
-            self.writer.log(
-                session, cancel, event_id=event.event_id, ts=event.ts, correlation_id=corr
-            )
-        else:
-            self.writer.log(
-                session, cancel, turn=active.stamp, event_id=event.event_id, ts=event.ts
-            )
-            scope = Scope.SESSION if cancel.scope is ev.CancelScope.SESSION else Scope.TURN
-            session.fence.cancel(scope, turn_id=active.state.turn_id)
-            self._abort(
-                session,
-                active,
-                reason=f"cancelled: {cancel.reason or 'cancel'}",
-                causation=event.event_id,
-            )
+        refused = apply_cancel(
+            self.writer,
+            session,
+            self._active(session),
+            event,
+            cancel,
+            abort=lambda active, why: self._abort(
+                session, active, reason=why, causation=event.event_id
+            ),
+        )
+        if refused is not None:
+            return refused
         self.stats.cancels += 1
         self.stats.fence_latency_ms.append((time.perf_counter() - started) * 1000.0)
         return None
@@ -500,8 +471,8 @@ class TurnEngine:
         session.turn = active.state
         session.turns_done += 1
         session.fence.forget_turn(state.turn_id)
-        self._forget_turn(state.turn_id, session.tenant_id)
-        self.dirty.add(session.session_id)
+        self._forget_turn(active.key)
+        self.dirty.add(session.key)
         self._start_pending(session)
 
     def _start_pending(self, session: SessionState) -> None:
@@ -516,7 +487,7 @@ class TurnEngine:
             active = self._active(session)
             if active is not None and active.input_closed:
                 return
-            event = self.held.next(session.session_id)
+            event = self.held.next(session.key)
             if event is None:
                 return
             reason = self._data(session, event)
@@ -528,14 +499,14 @@ class TurnEngine:
         """Turn node reports into events; reports of closed turns are dropped (fenced)."""
         handled = 0
         while self.reports and handled < limit:
-            turn_id, report = self.reports.popleft()
+            key, report = self.reports.popleft()
             handled += 1
-            active = self.turns.get(turn_id)
+            active = self.turns.get(key)
             if active is None or active.state.is_terminal:
                 continue
-            session = self.sessions[active.session_id]
+            session = self.sessions[active.session_key]
             # Every logged event advances the session's seq: its snapshot must follow.
-            self.dirty.add(session.session_id)
+            self.dirty.add(session.key)
             if isinstance(report, TurnEnded):
                 self._ended(session, active, report)
             else:
@@ -567,32 +538,42 @@ class TurnEngine:
             if (
                 now - active.opened_ns
             ) / 1e6 > active.plan.turn_timeout_ms and not active.state.is_terminal:
-                self._abort(self.sessions[active.session_id], active, reason="turn timeout")
+                self._abort(self.sessions[active.session_key], active, reason="turn timeout")
+
+    def fail_session(self, key: SessionKey, *, reason: str) -> None:
+        """Applying one of the session's records failed unexpectedly: abort its open turn.
+        The record is dead-lettered by the caller; every other session goes on."""
+        session = self.sessions.get(key)
+        active = self._active(session) if session is not None else None
+        if session is not None and active is not None and not active.state.is_terminal:
+            self._abort(session, active, reason=reason[:300])
+        if session is not None:
+            self.dirty.add(key)
 
     def abort_all(self, *, reason: str, partitions: set[int] | None = None) -> None:
         for active in list(self.turns.values()):
-            session = self.sessions[active.session_id]
+            session = self.sessions[active.session_key]
             if partitions is None or session.partition in partitions:
                 self._abort(session, active, reason=reason)
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """Drop state of revoked partitions without writing (the new owner closes their turns)."""
-        for turn_id, active in list(self.turns.items()):
-            if self.sessions[active.session_id].partition in partitions:
+        for key, active in list(self.turns.items()):
+            if self.sessions[active.session_key].partition in partitions:
                 active.cancel()
-                self._forget_turn(turn_id, self.sessions[active.session_id].tenant_id)
-        for sid in [s for s, st in self.sessions.items() if st.partition in partitions]:
-            self.sessions.pop(sid, None)
-            self.held.forget(sid)
-            self.writer.forget(sid)
-            self.dirty.discard(sid)
+                self._forget_turn(key)
+        for sk in [k for k, st in self.sessions.items() if st.partition in partitions]:
+            self.sessions.pop(sk, None)
+            self.held.forget(sk)
+            self.writer.forget(sk)
+            self.dirty.discard(sk)
 
     def restore(self, session: SessionState, *, pending: Iterable[ev.Envelope] = ()) -> None:
         """Adopt a session restored from the changelog; close a turn left open by the previous
         owner, then start the utterances it held (``pending``, from the snapshot)."""
-        self.sessions[session.session_id] = session
+        self.sessions[session.key] = session
         if close_left_open(self.writer, session):
             self.stats.turns_aborted += 1
-        self.dirty.add(session.session_id)
-        self.held.restore(session.session_id, pending)
+        self.dirty.add(session.key)
+        self.held.restore(session.key, pending)
         self._start_pending(session)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
 from streams.lanes import ShedPolicy
+from streams.runtime.sessions import SessionKey
 from streams.topics import Lane
 
 __all__ = ["HeldUtterances", "OverflowRule", "overflow_rule", "shed_policy", "size_of"]
@@ -80,67 +81,67 @@ class HeldUtterances:
         self.limit = limit
         self.limit_bytes = limit_bytes
         self.rule = rule
-        self._held: dict[str, deque[ev.Envelope]] = {}
-        self._bytes: dict[str, int] = {}  # session -> size_of() sum of what it holds
-        self._shed: dict[str, int] = {}  # session -> dropped since the last take_sheds()
+        self._held: dict[SessionKey, deque[ev.Envelope]] = {}
+        self._bytes: dict[SessionKey, int] = {}  # session -> size_of() sum of what it holds
+        self._shed: dict[SessionKey, int] = {}  # session -> dropped since the last take_sheds()
 
-    def hold(self, session_id: str, event: ev.Envelope) -> str | None:
+    def hold(self, key: SessionKey, event: ev.Envelope) -> str | None:
         """Hold ``event``; returns the refusal reason when it cannot be held (no shed rule,
         or the item alone is larger than the byte limit)."""
         size = size_of(event)
-        queue = self._held.setdefault(session_id, deque())
-        held = self._bytes.get(session_id, 0)
+        queue = self._held.setdefault(key, deque())
+        held = self._bytes.get(key, 0)
         full = len(queue) >= self.limit or held + size > self.limit_bytes
         if full and (self.rule is None or size > self.limit_bytes):
             if not queue:
-                self._held.pop(session_id, None)
+                self._held.pop(key, None)
             return REFUSED
         while queue and (len(queue) >= self.limit or held + size > self.limit_bytes):
             held -= size_of(queue.popleft())
-            self._shed[session_id] = self._shed.get(session_id, 0) + 1
+            self._shed[key] = self._shed.get(key, 0) + 1
         queue.append(event)
-        self._bytes[session_id] = held + size
+        self._bytes[key] = held + size
         return None
 
-    def next(self, session_id: str) -> ev.Envelope | None:
+    def next(self, key: SessionKey) -> ev.Envelope | None:
         """The oldest held event of the session, removed; None when none is held."""
-        queue = self._held.get(session_id)
+        queue = self._held.get(key)
         if not queue:
-            self._held.pop(session_id, None)
-            self._bytes.pop(session_id, None)
+            self._held.pop(key, None)
+            self._bytes.pop(key, None)
             return None
         event = queue.popleft()
-        self._bytes[session_id] -= size_of(event)
+        self._bytes[key] -= size_of(event)
         return event
 
-    def items(self, session_id: str) -> Iterable[ev.Envelope]:
+    def items(self, key: SessionKey) -> Iterable[ev.Envelope]:
         """What the session holds, oldest first (for its changelog snapshot)."""
-        return tuple(self._held.get(session_id, ()))
+        return tuple(self._held.get(key, ()))
 
-    def restore(self, session_id: str, events: Iterable[ev.Envelope]) -> None:
+    def restore(self, key: SessionKey, events: Iterable[ev.Envelope]) -> None:
         queue = deque(events)
         if queue:
-            self._held[session_id] = queue
-            self._bytes[session_id] = sum(size_of(e) for e in queue)
+            self._held[key] = queue
+            self._bytes[key] = sum(size_of(e) for e in queue)
 
-    def release(self, session_id: str) -> tuple[ev.Envelope, ...]:
+    def release(self, key: SessionKey) -> tuple[ev.Envelope, ...]:
         """Take everything the session holds (it closed: the caller dead-letters them)."""
-        self._bytes.pop(session_id, None)
-        return tuple(self._held.pop(session_id, ()))
+        self._bytes.pop(key, None)
+        return tuple(self._held.pop(key, ()))
 
-    def forget(self, session_id: str) -> None:
+    def forget(self, key: SessionKey) -> None:
         """Drop the session's state without a trace (its partition moved to another owner,
         which restores the held items from the snapshot and re-reads what was not committed)."""
-        self._held.pop(session_id, None)
-        self._bytes.pop(session_id, None)
-        self._shed.pop(session_id, None)
+        self._held.pop(key, None)
+        self._bytes.pop(key, None)
+        self._shed.pop(key, None)
 
-    def take_sheds(self, session_id: str | None = None) -> Iterator[tuple[str, int]]:
+    def take_sheds(self, key: SessionKey | None = None) -> Iterator[tuple[SessionKey, int]]:
         """(session, count) of drops not yet logged, in first-drop order; clears them."""
-        if session_id is not None:
-            count = self._shed.pop(session_id, 0)
+        if key is not None:
+            count = self._shed.pop(key, 0)
             if count:
-                yield session_id, count
+                yield key, count
             return
         while self._shed:
             sid = next(iter(self._shed))

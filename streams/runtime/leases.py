@@ -87,6 +87,14 @@ class LeaseBook:
         lease = self._held.get(partition)
         return lease is not None and epoch < lease.epoch
 
+    def is_ahead(self, partition: int, epoch: int | None) -> bool:
+        """An ingress epoch newer than the partition's current lease: no producer can have
+        seen it, since only a processor grants epochs."""
+        if epoch is None:
+            return False
+        lease = self._held.get(partition)
+        return epoch > (lease.epoch if lease is not None else 0)
+
     @property
     def partitions(self) -> list[int]:
         return sorted(self._held)

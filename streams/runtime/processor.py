@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from pipelines.models.compat import VersionSkewPolicy
 from pipelines.models.resolved import PipelineBundle
 from pipelines.store import ArtifactStore, default_store_root
+from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.abi.events import Envelope, LeaseGranted, SessionClose
@@ -45,12 +48,13 @@ from streams.nodes import NodeRegistry, default_registry
 from streams.runtime.closing import CloseBarrier, HeldClose, HeldCloses
 from streams.runtime.egress import EgressConfig, TransactionalEgress, quiet_kafka_logger
 from streams.runtime.engine import TurnEngine
-from streams.runtime.errors import FencedError
+from streams.runtime.errors import FencedError, LifecycleError, ProcessorError
 from streams.runtime.graphs import GraphCache
 from streams.runtime.held import shed_policy
+from streams.runtime.ingress_gate import check_ingress
 from streams.runtime.ingress_skew import IngressSkewGate
 from streams.runtime.leases import LeaseBook, read_latest_epochs
-from streams.runtime.sessions import SessionState, micros, read_session_snapshots
+from streams.runtime.sessions import SessionKey, SessionState, micros, read_session_snapshots
 from streams.runtime.stats import EngineStats
 from streams.runtime.writer import EventWriter
 from streams.topics import OUTPUT_MAX_RECORD_BYTES, Lane, TopicLayout
@@ -196,6 +200,7 @@ class Processor:
         # the loop (a cancel waited behind them).
         gc.collect()
         gc.freeze()
+        self.records_handled = 0  # dispatched lane records, each applied or dead-lettered
         self.dlq_count = 0
         self.dlq_reasons: dict[str, int] = {}
         self.closes = HeldCloses(barrier=config.close_barrier)
@@ -209,7 +214,6 @@ class Processor:
             bootstrap=config.bootstrap,
             group_id=config.group,
             layout=self.layout,
-            on_dlq=self._on_rejected,
             on_shed=self._on_shed,
             on_assigned=self._on_assigned,
             on_revoked=self._on_revoked,
@@ -302,53 +306,107 @@ class Processor:
 
     # -- records -----------------------------------------------------------------
     def _handle(self, record: LaneRecord) -> None:
+        """Apply ``record`` or dead-letter it: every dispatched record gets one outcome."""
         self._control_pending |= record.lane is Lane.CONTROL
-        reason = self._apply(record)
+        self.records_handled += 1
+        tenant = self._topic_tenant(record.topic)
+        event, reason = self._admit(record, tenant)
+        if event is not None and reason is None:
+            reason = self._apply(record, event)
         if reason is not None:
-            self._on_rejected(_rejected(record, reason))
+            self._on_rejected(
+                _rejected(record, reason),
+                tenant=tenant or (event.tenant_id if event is not None else None),
+                session=event.session_id if event is not None else (record.session or None),
+            )
 
-    def _apply(self, record: LaneRecord) -> str | None:
+    def _topic_tenant(self, topic: str) -> str | None:
+        """The tenant a lane topic belongs to (None: single-tenant, the body names it)."""
+        return None
+
+    def _admit(self, record: LaneRecord, tenant: str | None) -> tuple[Envelope | None, str | None]:
+        """Decode ``record`` and check it at the ingress gate: (event, None) when it may reach
+        the engine, else the reason (and the event, when it decoded)."""
         if record.value is None:
-            return "empty record value"
+            return None, "empty record value"
         if self.skew_gate is not None:
             outside = self.skew_gate.check(record.value)
             if outside is not None:
-                return outside
+                return None, outside
         try:
             event = self.codec.decode(record.value)
         except CodecError as exc:
-            return f"{exc.reason}: {exc}"
-        if event.session_id != record.session:
-            return f"header rspp_session={record.session!r} does not match the event's session {event.session_id!r}"
-        if event.lane.value != record.lane.value:
-            return f"event lane {event.lane.value} arrived on the {record.lane.value} lane"
+            return None, f"{exc.reason}: {exc}"
+        if tenant is not None and event.tenant_id != tenant:
+            return event, f"tenant_id {event.tenant_id[:64]!r} arrived on tenant {tenant!r}'s topic"
+        problem = check_ingress(event, lane=ev.Lane(record.lane.value))
+        if problem is not None:
+            return event, problem
         if self.leases.is_stale(record.partition, event.lease_epoch):
             current = self.leases.epoch(record.partition)
-            return f"stale lease epoch {event.lease_epoch} (partition {record.partition} is at epoch {current})"
+            return (
+                event,
+                f"stale lease epoch {event.lease_epoch} (partition {record.partition} is at epoch {current})",
+            )
+        if self.leases.is_ahead(record.partition, event.lease_epoch):
+            current = self.leases.epoch(record.partition)
+            return (
+                event,
+                f"lease epoch {event.lease_epoch} is ahead of partition {record.partition}'s epoch {current} (only the processor grants epochs)",
+            )
+        return event, None
+
+    def _apply(self, record: LaneRecord, event: Envelope) -> str | None:
+        key = SessionKey.of(event)
         if record.lane is Lane.DATA:
             self.closes.data_seen(record.partition, event)
-        held = self.closes.get(event.session_id)
+        held = self.closes.get(key)
         if held is not None and (
             record.lane is Lane.CONTROL
             or (record.lane is Lane.DATA and micros(event.ts) > held.ts_us)
         ):
             # Control keeps its order; data sent after the close is a reopened session's.
-            self.closes.take(event.session_id)
+            self.closes.take(key)
             self._release_close(held)
         if isinstance(event.payload, SessionClose) and self._holds_close(event, record.partition):
             self.closes.hold(event, partition=record.partition, record=record)
-            self.engine.dirty.add(event.session_id)  # the snapshot carries it (closing.py)
+            self.engine.dirty.add(key)  # the snapshot carries it (closing.py)
             return None
+        return self._engine_apply(event, record.partition)
+
+    def _engine_apply(self, event: Envelope, partition: int) -> str | None:
+        """The engine applies ``event``; an unexpected error fails that session's turn and
+        dead-letters the record, never the processor (only process faults stop it)."""
         try:
-            return self.engine.apply(event, partition=record.partition)
+            return self.engine.apply(event, partition=partition)
         except FencedError as exc:
             self._fenced = exc
             return None
+        except Exception as exc:
+            if _process_fault(exc):
+                raise
+            reason = (
+                f"internal error applying {event.event_type.value}: {type(exc).__name__}: {exc}"
+            )
+            _log.exception(
+                "session %s/%s: %s", event.tenant_id, event.session_id, reason.splitlines()[0]
+            )
+            try:
+                self.engine.fail_session(SessionKey.of(event), reason=reason)
+            except Exception as again:
+                if _process_fault(again):
+                    raise
+                _log.exception(
+                    "session %s/%s: its turn could not be aborted",
+                    event.tenant_id,
+                    event.session_id,
+                )
+            return reason[:1000]
 
     def _holds_close(self, event: Envelope, partition: int) -> bool:
         """A close for a live session of this partition waits; any other goes through now
         (the engine dead-letters closes of unknown or closed sessions)."""
-        session = self.engine.sessions.get(event.session_id)
+        session = self.engine.sessions.get(SessionKey.of(event))
         return (
             session is not None
             and not session.closed
@@ -357,35 +415,41 @@ class Processor:
         )
 
     def _release_close(self, held: HeldClose) -> None:
-        self.engine.dirty.add(held.event.session_id)  # a refused close must leave the snapshot too
-        try:
-            reason = self.engine.apply(held.event, partition=held.partition)
-        except FencedError as exc:
-            self._fenced = exc
-            return
+        self.engine.dirty.add(
+            SessionKey.of(held.event)
+        )  # a refused close must leave the snapshot too
+        reason = self._engine_apply(held.event, held.partition)
         if reason is None:
             return
         if held.record is not None:
-            self._on_rejected(_rejected(held.record, reason))
+            self._on_rejected(
+                _rejected(held.record, reason),
+                tenant=held.event.tenant_id,
+                session=held.event.session_id,
+            )
             return
         # Restored from a snapshot: the frame it carried is the original event.
         self._on_rejected(
-            self.writer.rejected_event(held.event, reason=reason, partition=held.partition)
+            self.writer.rejected_event(held.event, reason=reason, partition=held.partition),
+            tenant=held.event.tenant_id,
+            session=held.event.session_id,
         )
 
     def _data_idle(self, partition: int) -> bool:
         return self.ingress.lane_idle(Lane.DATA, partition)
 
-    def _on_rejected(self, rejected: RejectedRecord) -> None:
+    def _on_rejected(
+        self, rejected: RejectedRecord, *, tenant: str | None, session: str | None
+    ) -> None:
         self.dlq_count += 1
         tag = rejected.reason.split(":")[0][:60]
         self.dlq_reasons[tag] = self.dlq_reasons.get(tag, 0) + 1
-        self._guard(lambda: self.writer.dead_letter(rejected, session_id=_session_of(rejected)))
+        self._guard(lambda: self.writer.dead_letter(rejected, tenant_id=tenant, session_id=session))
 
     def _on_shed(self, decision: ShedDecision) -> None:
         logged = self._guard(
             lambda: self.engine.shed(
-                decision.session,
+                SessionKey(decision.tenant, decision.session),
                 lane=decision.lane.value,
                 count=decision.count,
                 rule=decision.rule,
@@ -405,7 +469,9 @@ class Processor:
                         value=None,
                         headers=(),
                         timestamp_ms=0,
-                    )
+                    ),
+                    tenant=self._topic_tenant(pos.topic),
+                    session=decision.session or None,
                 )
 
     # -- rebalance -------------------------------------------------------------
@@ -478,10 +544,10 @@ class Processor:
     def _commit(self, *, with_offsets: bool = True) -> None:
         try:
             self.engine.log_sheds()  # drops ride in the transaction that commits their offsets
-            for sid in sorted(self.engine.dirty):
-                session = self.engine.sessions.get(sid)
+            for key in sorted(self.engine.dirty):
+                session = self.engine.sessions.get(key)
                 if session is not None:
-                    held = (*self.engine.held.items(sid), *self.closes.items(sid))
+                    held = (*self.engine.held.items(key), *self.closes.items(key))
                     self.writer.snapshot(session, pending=held)
             self.engine.dirty.clear()
             offsets = self.ingress.positions() if with_offsets else []
@@ -514,9 +580,9 @@ def _rejected(record: LaneRecord, reason: str) -> RejectedRecord:
     )
 
 
-def _session_of(rejected: RejectedRecord) -> str | None:
-    for key, value in rejected.headers:
-        if key == "rspp_session" and value:
-            with contextlib.suppress(UnicodeDecodeError):
-                return value.decode()
-    return None
+def _process_fault(exc: BaseException) -> bool:
+    """Faults of the process itself (broker, transaction, memory): they stop the processor.
+    Anything else raised while applying one record is that record's session's problem."""
+    if isinstance(exc, LifecycleError):
+        return False
+    return isinstance(exc, ProcessorError | KafkaException | BufferError | MemoryError)

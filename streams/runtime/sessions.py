@@ -2,7 +2,8 @@
 
 State = fold(log): the pinned bundle, the open turn (if any), the next log
 sequence number, the last ingress sequence applied per lane and the lease epoch last
-written. A snapshot is appended (compacted topic, key = session id) in the same
+written. A snapshot is appended (compacted topic, key = the JSON array
+``[tenant, session]``) in the same
 transaction as the log events that changed it, so a processor that gains the
 partition restores each session exactly where the previous owner committed.
 """
@@ -12,14 +13,43 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 
+from streams.abi.events import Envelope
 from streams.runtime.changelog import read_to_end
 from streams.runtime.fencing import CancelFence
 from streams.runtime.lifecycle import Marker, TurnState
 
-__all__ = ["OpenTurn", "SessionSnapshot", "SessionState", "micros", "read_session_snapshots"]
+__all__ = [
+    "SEQ_WINDOW",
+    "OpenTurn",
+    "SessionKey",
+    "SessionSnapshot",
+    "SessionState",
+    "micros",
+    "read_session_snapshots",
+]
+
+# How far one ingress seq may jump ahead of the last one applied on its lane. Without a
+# bound, one event with seq 2**63-1 would leave no later seq to send: the lane stays shut.
+SEQ_WINDOW = 1 << 32
+
+
+class SessionKey(NamedTuple):
+    """A session's identity: two tenants may use the same session id and never meet."""
+
+    tenant: str
+    session: str
+
+    def changelog_key(self) -> bytes:
+        return orjson.dumps([self.tenant, self.session])
+
+    @staticmethod
+    def of(event: Envelope) -> SessionKey:
+        """The session an ingress event belongs to (its tenant checked at ingress)."""
+        return SessionKey(event.tenant_id, event.session_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +81,10 @@ class SessionSnapshot:
     # Utterances that arrived while the open turn was still responding (base64 of their
     # Confluent frames): their offsets are committed, so the snapshot must carry them.
     pending: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> SessionKey:
+        return SessionKey(self.tenant_id, self.session_id)
 
     def to_bytes(self) -> bytes:
         # orjson serialises the dataclass natively (field order, dict keys sorted): 1 µs
@@ -84,6 +118,10 @@ class SessionState:
     turns_done: int = 0
     closed_at_us: int | None = None
     fence: CancelFence = field(default_factory=CancelFence)
+
+    @property
+    def key(self) -> SessionKey:
+        return SessionKey(self.tenant_id, self.session_id)
 
     def continue_after(self, before: SessionState) -> None:
         """A closed session opened again: its log continues (seq and turn ids stay unique)."""
@@ -175,16 +213,23 @@ def micros(ts: datetime) -> int:
 
 def read_session_snapshots(
     bootstrap: str, sessions_topic: str, partitions: Iterable[int], *, timeout: float = 30.0
-) -> dict[str, SessionSnapshot]:
-    """The latest committed snapshot of every session in ``partitions`` (tombstones forget)."""
-    out: dict[str, SessionSnapshot] = {}
+) -> dict[SessionKey, SessionSnapshot]:
+    """The latest committed snapshot of every session in ``partitions`` (tombstones forget).
+
+    Identity comes from the snapshot itself, so snapshots written under the older
+    session-id-only key are read the same way."""
+    out: dict[SessionKey, SessionSnapshot] = {}
+    keys: dict[bytes, SessionKey] = {}
     for msg in read_to_end(bootstrap, sessions_topic, partitions, timeout=timeout):
-        key, value = msg.key(), msg.value()
-        if key is None:
+        raw_key, value = msg.key(), msg.value()
+        if raw_key is None:
             continue
-        sid = key.decode() if isinstance(key, bytes) else str(key)
         if value is None:
-            out.pop(sid, None)
+            gone = keys.pop(raw_key, None)
+            if gone is not None:
+                out.pop(gone, None)
         else:
-            out[sid] = SessionSnapshot.from_bytes(value)
+            snap = SessionSnapshot.from_bytes(value)
+            keys[raw_key] = snap.key
+            out[snap.key] = snap
     return out

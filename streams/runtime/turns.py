@@ -13,16 +13,24 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pipelines.plans import FrozenTurnPlan
 from streams.abi import events as ev
 from streams.nodes import EndOfInput, Item, Report, TurnOutcome, TurnRun
 from streams.runtime.graphs import PlanGraph
 from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
-from streams.runtime.sessions import SessionState
+from streams.runtime.sessions import SessionKey, SessionState
 from streams.runtime.writer import EventWriter, TurnStamp
 
-__all__ = ["ActiveTurn", "TurnEnded", "close_left_open"]
+__all__ = ["ActiveTurn", "TurnEnded", "TurnKey", "close_left_open"]
+
+
+class TurnKey(NamedTuple):
+    """A turn's identity on a processor: turn ids are unique per session, not per tenant."""
+
+    tenant: str
+    turn_id: str
 
 
 def close_left_open(writer: EventWriter, session: SessionState) -> bool:
@@ -74,7 +82,7 @@ class ActiveTurn:
     stamp: TurnStamp
     plan: FrozenTurnPlan
     graph: PlanGraph
-    session_id: str
+    session_key: SessionKey
     opened_ns: int
     input_closed: bool = False
     outputs: int = 0
@@ -89,15 +97,21 @@ class ActiveTurn:
     _pending: deque[Item | EndOfInput] = field(default_factory=deque)
     _task: asyncio.Task[None] | None = None
 
-    def start(self, post: deque[tuple[str, Report | TurnEnded]]) -> None:
-        """Start the graph; reports and the end go to ``post`` tagged with the turn id."""
+    @property
+    def key(self) -> TurnKey:
+        """Turn ids are unique per session; tenants may share session ids."""
+        return TurnKey(self.session_key.tenant, self.state.turn_id)
+
+    def start(self, post: deque[tuple[TurnKey, Report | TurnEnded]]) -> None:
+        """Start the graph; reports and the end go to ``post`` tagged with the turn's key."""
         turn_id = self.state.turn_id
+        key = self.key
 
         def report(r: Report) -> None:
-            post.append((turn_id, r))
+            post.append((key, r))
 
         self.run = self.graph.graph.start_turn(
-            session_id=self.session_id,
+            session_id=self.session_key.session,
             turn_id=turn_id,
             correlation_id=self.stamp.correlation_id,
             trace_id=self.stamp.trace_id,
@@ -106,7 +120,7 @@ class ActiveTurn:
         )
         # No task waits for the graph: its last task posts the end (a cancelled turn's end
         # arrives after the engine closed it and is dropped there like any late report).
-        self.run.on_done(lambda outcome: post.append((turn_id, TurnEnded(outcome))))
+        self.run.on_done(lambda outcome: post.append((key, TurnEnded(outcome))))
 
     def feed(self, item: Item) -> int:
         """Queue one input item; returns how many queued items were shed to stay bounded."""

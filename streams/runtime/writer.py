@@ -25,7 +25,7 @@ from streams.abi.events import (
 from streams.lanes import RejectedRecord
 from streams.runtime.egress import RecordSink
 from streams.runtime.leases import Lease, LeaseBook, lease_key
-from streams.runtime.sessions import SessionSnapshot, SessionState
+from streams.runtime.sessions import SessionKey, SessionSnapshot, SessionState
 from streams.topics import Lane, TopicLayout
 
 __all__ = ["EventWriter", "TurnStamp", "partition_session_id"]
@@ -67,7 +67,7 @@ class EventWriter:
         self.appended = 0
         # session -> {event_id: encoded frame} of what its last snapshot held: a flooded
         # session holds up to a thousand utterances, re-encoding them at every commit cost ~5 ms.
-        self._frames: dict[str, dict[str, tuple[Envelope, str]]] = {}
+        self._frames: dict[SessionKey, dict[str, tuple[Envelope, str]]] = {}
 
     def log(
         self,
@@ -140,23 +140,23 @@ class EventWriter:
 
     def snapshot(self, session: SessionState, *, pending: Iterable[Envelope] = ()) -> None:
         """Append the session's changelog snapshot, with the utterances it still holds."""
-        known = self._frames.pop(session.session_id, {})
+        known = self._frames.pop(session.key, {})
         held = tuple(pending)
         frames = tuple(self._frame(e, known.get(e.event_id)) for e in held)
         if held:
-            self._frames[session.session_id] = {
+            self._frames[session.key] = {
                 e.event_id: (e, f) for e, f in zip(held, frames, strict=True)
             }
         self.egress.append(
             self.layout.sessions,
             partition=session.partition,
-            key=session.session_id,
+            key=session.key.changelog_key(),
             value=session.snapshot(pending=frames).to_bytes(),
         )
 
-    def forget(self, session_id: str) -> None:
+    def forget(self, key: SessionKey) -> None:
         """Drop what is cached for a session whose partition moved away."""
-        self._frames.pop(session_id, None)
+        self._frames.pop(key, None)
 
     def _frame(self, event: Envelope, cached: tuple[Envelope, str] | None) -> str:
         # The very same held object, not just the same id: a client may reuse event ids.
@@ -168,8 +168,18 @@ class EventWriter:
         """Decode the held utterances of a restored snapshot."""
         return [self.codec.decode(base64.b64decode(f)) for f in snapshot.pending]
 
-    def dead_letter(self, rejected: RejectedRecord, *, session_id: str | None = None) -> None:
-        """Route an ingress record that cannot be processed to the DLQ, original bytes intact."""
+    def dead_letter(
+        self,
+        rejected: RejectedRecord,
+        *,
+        tenant_id: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Route an ingress record that cannot be processed to the DLQ, original bytes intact.
+
+        ``tenant_id`` and ``session_id`` are what the processor established (the topic's
+        tenant, the decoded body's session), never the record's headers: every tenant view
+        of the DLQ trusts them."""
         event = Envelope.new(
             DeadLetter(
                 reason=rejected.reason,
@@ -179,7 +189,7 @@ class EventWriter:
                 original_bytes=rejected.value,
                 original_headers=tuple(Header(key=k, value=v) for k, v in rejected.headers),
             ),
-            tenant_id=SYSTEM_TENANT,
+            tenant_id=tenant_id or SYSTEM_TENANT,
             session_id=session_id or "__unrouted__",
             seq=rejected.offset,
             lease_epoch=self._epoch_or_zero(rejected.partition),
@@ -198,6 +208,7 @@ class EventWriter:
         """DLQ an already-decoded ingress event (re-encoded: its original offset was committed)."""
         self.dead_letter(
             self.rejected_event(event, reason=reason, partition=partition),
+            tenant_id=event.tenant_id,
             session_id=event.session_id,
         )
 

@@ -80,7 +80,8 @@ def _hostile(sender: Sender) -> None:
     )
     # Valid Avro, wrong type: a lease grant is not an ingress event.
     sender.event(_env(ev.LeaseGranted(partition=0, epoch=99, holder="forger"), "forged", 0))
-    # Forged headers: the session header names another session; lane header lies.
+    # Forged headers: the session header names another session; lane header lies. The body
+    # is the truth, so both are applied as what their bodies say.
     sender.event(
         _env(ev.SessionOpen(transport="sdk", locale="en-US"), "real", 0),
         headers=[("rspp_lane", b"control"), ("rspp_session", b"someone-else")],
@@ -126,6 +127,13 @@ def _hostile(sender: Sender) -> None:
             ev.Transcript(kind=ev.TranscriptKind.PARTIAL, text="again", confidence=1.0),
             "open-forever",
             5,
+        )
+    )
+    sender.event(  # behind "again": out of order
+        _env(
+            ev.Transcript(kind=ev.TranscriptKind.PARTIAL, text="behind", confidence=1.0),
+            "open-forever",
+            4,
         )
     )
     sender.event(_env(ev.Cancel(scope=ev.CancelScope.SESSION, target="", reason="x"), "ghost", 0))
@@ -216,8 +224,8 @@ def test_hostile_ingress_is_dead_lettered_and_the_processor_survives(
     for expected_reason in (
         "bad_framing",
         "unknown_schema",
-        "missing header",
-        "not an ingress event",
+        "LEASE_GRANTED may not be sent on the",
+        "lease epoch 1000000 is ahead of partition",
         "unknown turn",
         "out-of-order seq",
     ):

@@ -14,7 +14,6 @@ from streams.lanes import (
     LaneIngress,
     LaneLimits,
     LaneRecord,
-    RejectedRecord,
     ShedDecision,
     ShedPolicy,
 )
@@ -71,21 +70,21 @@ def _positions(ingress: LaneIngress) -> dict[tuple[str, int], int]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_routes_by_header_dlqs_garbage_and_commits_what_was_handled(
+def test_routes_by_topic_whatever_the_headers_say_and_commits_what_was_handled(
     kafka_bootstrap: str, unique_prefix: Callable[[], str], mode: IngressMode
 ) -> None:
     layout = _layout(kafka_bootstrap, unique_prefix())
     items = [(Lane.DATA, f"s{i % 4}", _hdrs(Lane.DATA, f"s{i % 4}")) for i in range(20)]
     items += [(Lane.TELEMETRY, f"s{i}", _hdrs(Lane.TELEMETRY, f"s{i}")) for i in range(4)]
     items += [(Lane.CONTROL, f"s{i}", _hdrs(Lane.CONTROL, f"s{i}")) for i in range(4)]
-    items += [(Lane.DATA, "s1", [("rspp_session", b"s1")])]  # no lane header
-    items += [(Lane.CONTROL, "s2", [("rspp_lane", b"\xff"), ("rspp_session", b"s2")])]
-    dlq: list[RejectedRecord] = []
+    # Headers are hints: none at all, or a lane header naming another lane, changes nothing.
+    items += [(Lane.DATA, "s1", [])]
+    items += [(Lane.CONTROL, "s2", [("rspp_lane", b"data"), ("rspp_session", b"s2")])]
     assigned: list[list[tuple[str, int]]] = []
     revoked: list[list[tuple[str, int]]] = []
     ingress = LaneIngress(
         bootstrap=kafka_bootstrap, group_id=unique_prefix(), layout=layout, mode=mode,
-        on_dlq=dlq.append, on_assigned=assigned.append, on_revoked=revoked.append,
+        on_assigned=assigned.append, on_revoked=revoked.append,
     )
     got: list[LaneRecord] = []
     try:
@@ -93,19 +92,22 @@ def test_routes_by_header_dlqs_garbage_and_commits_what_was_handled(
 
         def drained() -> bool:
             got.extend(iter(ingress.next, None))
-            return len(got) + len(dlq) == len(items)
+            return len(got) == len(items)
 
         _wait(drained, ingress, "all records")
         # Co-partitioned: every partition number of every lane, on this one processor.
         wanted = {(layout.lane_topic(lane), p) for lane in Lane for p in range(PARTITIONS)}
         assert ingress.assignment() == wanted
         assert set(assigned[-1]) == wanted
-        assert sorted(r.reason for r in dlq) == [
-            "header rspp_lane=b'\\xff' is not one of control|data|telemetry",
-            "missing header rspp_lane",
+        bare = [r for r in got if not r.headers]
+        assert [(r.lane, r.session) for r in bare] == [(Lane.DATA, "")]
+        lying = [r for r in got if ("rspp_lane", b"data") in r.headers and r.key == b"s2"]
+        assert [(r.lane, r.session) for r in lying if r.topic == layout.control] == [
+            (Lane.CONTROL, "s2")
         ]
         assert {(r.lane, r.topic) for r in got} == {(lane, layout.lane_topic(lane)) for lane in Lane}
-        assert all(r.session == r.key.decode() for r in got if r.key)
+        assert all(r.lane is Lane(r.topic.rsplit(".", 1)[1]) for r in got)
+        assert all(r.session in (r.key.decode(), "") for r in got if r.key)
         ends = _end_offsets(kafka_bootstrap, [layout.lane_topic(lane) for lane in Lane])
         assert _positions(ingress) == ends  # dispatched and DLQ'd records both count
         assert ingress.group_metadata() is not None
@@ -121,7 +123,6 @@ def test_control_is_dispatched_before_buffered_data(
     layout = _layout(kafka_bootstrap, unique_prefix())
     with LaneIngress(
         bootstrap=kafka_bootstrap, group_id=unique_prefix(), layout=layout, mode=mode,
-        on_dlq=lambda r: pytest.fail(r.reason),
     ) as ingress:
         _produce(kafka_bootstrap, layout, [(Lane.DATA, "s", _hdrs(Lane.DATA, "s"))] * 50)
         _wait(lambda: ingress.scheduler.depth(Lane.DATA) == 50, ingress, "data buffered")
@@ -148,7 +149,7 @@ def test_full_lane_pauses_its_partitions_and_loses_nothing(
     n = 120
     with LaneIngress(
         bootstrap=kafka_bootstrap, group_id=unique_prefix(), layout=layout, mode=mode,
-        config=SMALL, on_dlq=lambda r: pytest.fail(r.reason),
+        config=SMALL,
     ) as ingress:
         if overflow:
             # Force batches larger than the headroom above the high watermark, so a
@@ -202,7 +203,7 @@ def test_low_latency_profile_sheds_instead_of_pausing_and_commits_shed_records(
     n = 60
     with LaneIngress(
         bootstrap=kafka_bootstrap, group_id=unique_prefix(), layout=layout, config=config,
-        on_dlq=lambda r: pytest.fail(r.reason), on_shed=sheds.append,
+        on_shed=sheds.append,
     ) as ingress:
         items = [(Lane.DATA, "s", _hdrs(Lane.DATA, "s"))] * n
         items += [(Lane.TELEMETRY, "s", _hdrs(Lane.TELEMETRY, "s"))] * 3

@@ -24,6 +24,7 @@ from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.runtime.closing import CloseBarrier, HeldCloses
 from streams.runtime.processor import ProcessorConfig
+from streams.runtime.sessions import SessionKey
 from streams.testing import LoggedEvent, ProcessorThread, check_log, read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
 
@@ -80,7 +81,7 @@ def test_a_close_waits_while_its_data_partition_is_behind_and_busy() -> None:
     closes.data_seen(0, _data(5_000))  # sent before (or with) the close: still catching up
     clock.now += 4.9
     assert closes.due(data_idle=_busy) == []
-    assert closes.items("a") and len(closes) == 1
+    assert closes.items(SessionKey("acme", "a")) and len(closes) == 1
 
 
 def test_stream_time_past_the_close_releases_it_at_once() -> None:
@@ -93,7 +94,7 @@ def test_stream_time_past_the_close_releases_it_at_once() -> None:
     closes.data_seen(0, _data(5_201))  # another session's data, later by more than the grace
     released = closes.due(data_idle=_busy)
     assert [h.event.session_id for h in released] == ["a"]
-    assert closes.get("b") is not None and closes.get("a") is None
+    assert closes.get(SessionKey("acme", "b")) is not None and closes.get(SessionKey("acme", "a")) is None
 
 
 def test_a_quiet_partition_releases_after_the_grace_and_a_busy_one_at_the_limit() -> None:
@@ -170,7 +171,7 @@ def test_every_close_is_released_once_and_never_before_its_barrier(script: list[
                     or (quiet and waited >= BARRIER.grace_ms / 1000.0)
                 ), f"{sid} released before its barrier"
                 released.append(sid)
-    assert set(held_at) == {s for s in held_at if closes.get(s) is not None}
+    assert set(held_at) == {s for s in held_at if closes.get(SessionKey("acme", s)) is not None}
     clock.now += BARRIER.max_hold_ms / 1000.0
     late = [h.event.session_id for h in closes.due(data_idle=_busy)]
     assert sorted(late) == sorted(held_at), "a close outlived the hold limit"

@@ -43,7 +43,8 @@ from streams.nodes import (
 from streams.runtime.engine import TurnEngine
 from streams.runtime.graphs import GraphCache
 from streams.runtime.leases import LeaseBook
-from streams.runtime.turns import TurnEnded
+from streams.runtime.sessions import SessionKey
+from streams.runtime.turns import TurnEnded, TurnKey
 from streams.runtime.writer import EventWriter
 from streams.testing import LoggedEvent, check_log
 from streams.topics import TopicLayout
@@ -55,6 +56,7 @@ GRAPHS = GraphCache(default_registry())  # built once: graphs are per plan shape
 CODEC = EventCodec()
 LAYOUT = TopicLayout(prefix="prop", partitions=1)
 SESSION = "prop-session"
+KEY = SessionKey("acme", SESSION)
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 NODES = ("normalize", "respond", "tts")  # the text-entry graph of simple/v1
 
@@ -126,7 +128,7 @@ class _Driver:
             self.dlq.append(reason)
 
     def current_turn(self) -> str | None:
-        session = self.engine.sessions.get(SESSION)
+        session = self.engine.sessions.get(KEY)
         if session is None or session.turn is None or not session.turn.is_open:
             return None
         return session.turn.turn_id
@@ -143,7 +145,7 @@ class _Driver:
             item = AudioOut(pcm=bytes(64), sample_rate=16000, seq=n, final=False)
         start = 1_000_000 * (n + 1)
         self.engine.reports.append(
-            (turn_id, OutputReport(node_id=node, item=item, index=n, start_ns=start, end_ns=start + 500))
+            (TurnKey("acme", turn_id), OutputReport(node_id=node, item=item, index=n, start_ns=start, end_ns=start + 500))
         )
 
     def step(self, step: Step) -> None:
@@ -159,7 +161,7 @@ class _Driver:
             self.engine.drain_reports(limit=step[1])
         elif kind == "end" and turn is not None:
             outcome = TurnOutcome(status=step[1], nodes=(), failed_node="tts" if step[1] == "failed" else None, error="boom" if step[1] == "failed" else None)
-            self.engine.reports.append((turn, TurnEnded(outcome)))
+            self.engine.reports.append((TurnKey("acme", turn), TurnEnded(outcome)))
         elif kind == "cancel":
             what = step[1]
             if what == "session":

@@ -25,8 +25,8 @@ from streams.testing import check_log
 from tests.runtime.test_engine_properties import (
     BUNDLE,
     CODEC,
+    KEY,
     LAYOUT,
-    SESSION,
     MemorySink,
     _Driver,
 )
@@ -203,7 +203,7 @@ def _engine_logs_one_shed_event_for_a_flooded_session_and_keeps_the_newest() -> 
     _flooded(driver, 11)
     assert driver.dlq == []
     assert driver.engine.log_sheds() == 6
-    held = [e.event_id for e in driver.engine.held.items(SESSION)]
+    held = [e.event_id for e in driver.engine.held.items(KEY)]
     assert held == ["in-8", "in-9", "in-10", "in-11"]  # oldest-first shedding keeps the newest
     rows = driver.sink.log()
     # Session-level: the dropped utterances belong to no turn (one is open right now).
@@ -237,7 +237,7 @@ def _closing_a_flooded_session_logs_its_sheds_before_the_close() -> None:
     types = [r.event.event_type for r in driver.sink.log()]
     assert types.index(ev.EventType.SHED) < types.index(ev.EventType.SESSION_CLOSE)
     # The two still held never ran: the processor dead-letters them with the reason.
-    assert driver.engine.held.items(SESSION) == ()
+    assert driver.engine.held.items(KEY) == ()
 
 
 def test_without_a_shed_rule_the_newest_utterance_is_refused() -> None:

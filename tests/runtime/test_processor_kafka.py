@@ -57,6 +57,10 @@ def test_twenty_sessions_with_barge_in(
     with ProcessorThread(config) as running:
         client = VoiceClient(bootstrap=kafka_bootstrap, prefix=prefix, tenant_id="acme")
         sessions = [client.open_session(f"s{n:02d}") for n in range(20)]
+        client.flush()
+        # Telemetry does not open a session (only the caller's words do): on its own topic it
+        # could overtake the SESSION_OPEN and be dead-lettered, so send it once they are open.
+        _wait_for(lambda: len(running.processor.engine.sessions) >= 20, 30, "the sessions to open")
         for s in sessions:
             sent.add(s.telemetry("jitter_ms", 3.5).event_id)
         for round_ in range(3):
@@ -101,7 +105,7 @@ def test_twenty_sessions_with_barge_in(
     logged_ids = {r.event.event_id for r in rows}
     dlq = read_dlq(kafka_bootstrap, prefix, partitions=PARTITIONS)
     # Every ingress event is either recorded in the log or dead-lettered.
-    assert not dlq
+    assert not dlq, [getattr(r.event.payload, "reason", r.event.payload) for r in dlq]
     session_opens = {
         r.event.event_id for r in rows if r.event.event_type is ev.EventType.SESSION_OPEN
     }
@@ -136,7 +140,7 @@ def test_bad_input_goes_to_the_dlq_and_the_processor_keeps_going(
             b"\x00\x7f\xff\xff\xff\x00",
             [("rspp_lane", b"data"), ("rspp_session", b"x3")],
         ),  # unknown schema id
-        (b"whatever", [("rspp_session", b"x4")]),  # no lane header
+        (b"whatever", []),  # no headers: judged by its body, which is garbage
     ]
     with ProcessorThread(config) as running:
         for value, headers in bad:
@@ -153,7 +157,9 @@ def test_bad_input_goes_to_the_dlq_and_the_processor_keeps_going(
     assert len(dlq) == len(bad)
     assert any(r.startswith("bad_framing") for r in reasons)
     assert any(r.startswith("unknown_schema") for r in reasons)
-    assert any("missing header rspp_lane" in r for r in reasons)
+    sessions = sorted(r.event.session_id for r in dlq)
+    assert sessions == ["__unrouted__", "x1", "x2", "x3"]  # the hint names the session, if any
+    assert {r.event.tenant_id for r in dlq} == {"__system__"}  # no tenant was established
     originals = {r.event.payload.original_bytes for r in dlq}  # type: ignore[attr-defined]
     assert originals == {value for value, _ in bad}
     assert check_log(read_log(kafka_bootstrap, prefix, partitions=2)) == []
