@@ -30,7 +30,7 @@ SCOPES = f"""
 ev AS (SELECT * FROM events
        WHERE {_TENANT.format(col="tenant_id")} AND {_SESSION.format(col="session_id")}),
 ev_since AS (SELECT * FROM ev WHERE {_SINCE.format(col="ts")}),
-grants AS (SELECT * FROM events WHERE event_type = 'LEASE_GRANTED' AND (
+grants AS (SELECT * FROM lease_grants WHERE (
        (CAST($tenant AS VARCHAR) IS NULL AND CAST($session AS VARCHAR) IS NULL)
        OR (source, partition) IN (SELECT DISTINCT source, partition FROM ev))),
 dl AS (SELECT * FROM dead_letters

@@ -2,6 +2,7 @@
 
 - ``events``: every record of ``<prefix>.log`` (one row per record, see :mod:`.columns`).
 - ``dead_letters``: every record of ``<prefix>.dlq``, same layout (tenant/session: the envelope's).
+- ``lease_grants``: the LEASE_GRANTED rows of ``events`` (a view).
 - ``loaded``: the next offset to load per source and partition (what makes loads incremental).
 - ``audit_meta``: the schema version, so an old database is refused instead of misread.
 - ``v_<type>`` views: one per payload type, envelope columns + that payload's fields unprefixed.
@@ -56,7 +57,7 @@ def _table_ddl(table: str) -> str:
 def _view_ddl(view: str, cls: type[Payload]) -> str:
     envelope = ", ".join(_quoted(c.name) for c in ENVELOPE_COLUMNS)
     fields = "".join(f", {_quoted(col)} AS {_quoted(alias)}" for col, alias in payload_fields(cls))
-    table = "dead_letters" if view == "v_dead_letters" else "events"
+    table = {"v_dead_letters": "dead_letters", "v_leases": "lease_grants"}.get(view, "events")
     return (f"CREATE OR REPLACE VIEW {view} AS SELECT {envelope}{fields} FROM {table} "
             f"WHERE event_type = '{cls.EVENT_TYPE.value}'")
 
@@ -69,8 +70,13 @@ def check_version(con: Any, *, path: str, catalog: str = "main") -> None:
                          f"{SCHEMA_VERSION}; load into a new database")
 
 
-def create_views(con: Any) -> None:
-    """The ``v_<type>`` views over ``events``/``dead_letters`` of the connection's database."""
+def create_views(con: Any, *, grants_view: bool = True) -> None:
+    """The ``v_<type>`` views of the connection's database; ``lease_grants`` is a view over
+    ``events`` unless the caller made it a table (a tenant scope does: its ``events`` hold
+    the tenant's rows only, and lease grants belong to no tenant)."""
+    if grants_view:
+        con.execute("CREATE OR REPLACE VIEW lease_grants AS SELECT * FROM events "
+                    "WHERE event_type = 'LEASE_GRANTED'")
     for view, cls in VIEWS.items():
         con.execute(_view_ddl(view, cls))
 

@@ -4,9 +4,10 @@
 
 - No tenant: the audit file itself, opened read-only (the operator's view).
 - A tenant ``T``: a private in-memory database holding a copy of only ``T``'s rows:
-  ``events`` (T's rows, plus the lease grants of the log partitions T's sessions are
-  on, so the leases report still works), ``dead_letters`` (filed under T by the
-  processor), the ``v_<type>`` views and ``audit_meta``. The audit file is attached
+  ``events`` and ``dead_letters`` where ``tenant_id`` is T (for a dead letter, the
+  tenant the processor established), ``lease_grants`` of the log partitions T's
+  sessions are on (system rows), the ``v_<type>`` views and ``audit_meta``; no
+  ``loaded`` (its record counts cover every tenant). The audit file is attached
   for the copy and detached before anything else runs. DuckDB has no per-table
   permissions: a view over an attached file would leave the base tables one
   qualified name away, so the scope holds copies and nothing else.
@@ -45,13 +46,14 @@ _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*")
 _SOURCE = "audit_src"
-# The lease grants of T's partitions are system rows, not another tenant's: who held a
-# partition, at which epoch. T's own event counts per partition come from T's rows only.
+# Lease grants are system rows, not another tenant's (who held a partition, at which
+# epoch): T sees those of the partitions its sessions are on, so the leases report works.
 _COPY = (
-    f"""CREATE TABLE events AS SELECT * FROM {_SOURCE}.events WHERE tenant_id = $tenant
-        OR (event_type = 'LEASE_GRANTED' AND (source, partition) IN (
-            SELECT DISTINCT source, partition FROM {_SOURCE}.events WHERE tenant_id = $tenant))""",
+    f"CREATE TABLE events AS SELECT * FROM {_SOURCE}.events WHERE tenant_id = $tenant",
     f"CREATE TABLE dead_letters AS SELECT * FROM {_SOURCE}.dead_letters WHERE tenant_id = $tenant",
+    f"""CREATE TABLE lease_grants AS SELECT * FROM {_SOURCE}.events
+        WHERE event_type = 'LEASE_GRANTED' AND (source, partition) IN (
+            SELECT DISTINCT source, partition FROM {_SOURCE}.events WHERE tenant_id = $tenant)""",
 )
 _LOCKDOWN = (
     "SET enable_external_access = false",
@@ -193,7 +195,7 @@ def _copy_tenant(con: Any, path: Path, tenant: str) -> None:
         con.execute(f"CREATE TABLE audit_meta AS SELECT * FROM {_SOURCE}.audit_meta")
     finally:
         con.execute(f"DETACH {_SOURCE}")
-    create_views(con)
+    create_views(con, grants_view=False)
 
 
 def one_line(exc: BaseException) -> str:
