@@ -1,6 +1,6 @@
 """``rspp audit``: load the log into DuckDB, run canned reports, ask it SQL.
 
-Exit codes: 0 ok; 1 the statement was refused or failed; 2 could not run
+Exit codes: 0 ok; 1 the statement was refused, failed or hit a limit; 2 could not run
 (no database, unreachable broker, unreadable export). Errors are one line.
 """
 
@@ -86,7 +86,8 @@ def report_cmd(
 ) -> None:
     """Run a canned report (turns, cancels, sheds, dlq, leases, bundles_by_session, node_latency).
 
-    With --tenant the report runs in a database holding only that tenant's rows."""
+    --tenant: the report runs in a database that holds only that tenant's rows.
+    """
     store = AuditStore(db)
     when = _when(since)
     _check_format(fmt)
@@ -116,8 +117,8 @@ def sql_cmd(
 ) -> None:
     """Run one read-only SQL query; statements that write are refused (exit 1).
 
-    No file or network access; with --tenant the other tenants' rows do not exist for the
-    query (they are not filtered out of its text, they are absent from its database)."""
+    No file or network access. --tenant: only that tenant's rows exist for the query.
+    """
     if query is not None and file is not None:
         raise AuditError("give QUERY or --file, not both")
     _check_format(fmt)

@@ -3,14 +3,18 @@
 :func:`open_scope` yields the DuckDB connection for one read (a report or one query):
 
 - No tenant: the audit file itself, opened read-only (the operator's view).
-- A tenant ``T``: a private in-memory database holding a copy of only ``T``'s rows:
+- A tenant ``T``: a private scratch database holding a copy of only ``T``'s rows:
   ``events`` and ``dead_letters`` where ``tenant_id`` is T (for a dead letter, the
   tenant the processor established), ``lease_grants`` of the log partitions T's
   sessions are on (system rows), the ``v_<type>`` views and ``audit_meta``; no
   ``loaded`` (its record counts cover every tenant). The audit file is attached
   for the copy and detached before anything else runs. DuckDB has no per-table
   permissions: a view over an attached file would leave the base tables one
-  qualified name away, so the scope holds copies and nothing else.
+  qualified name away, so the scope holds copies and nothing else. The scratch
+  database is a file in a private temporary directory, removed after the read:
+  DuckDB keeps an in-memory table uncompressed (a million events would not fit
+  the default memory limit), while a file's blocks are compressed and can be
+  evicted.
 
 An untrusted statement (``rspp audit sql``) then runs on a locked-down connection:
 no file or network access (ATTACH, COPY, read_csv/read_parquet/read_text of the
@@ -28,9 +32,10 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,13 +165,23 @@ def open_scope(path: Path, *, tenant: str | None, limits: Limits,
     if ``untrusted``, interrupted at ``limits.timeout_s``."""
     if not path.is_file():
         raise StoreError(f"{path}: no audit database (run `rspp audit load` first)")
-    try:
+    with ExitStack() as cleanup:
         if tenant is None:
-            con = duckdb.connect(str(path), read_only=True, config=limits.settings())
+            target, read_only = str(path), True
         else:
-            con = duckdb.connect(":memory:", config=limits.settings())
-    except duckdb.Error as exc:
-        raise StoreError(f"{path}: cannot open audit database: {one_line(exc)}") from None
+            scratch = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="rspp-audit-scope-"))
+            target, read_only = str(Path(scratch) / "scope.duckdb"), False
+        try:
+            con = duckdb.connect(target, read_only=read_only, config=limits.settings())
+        except duckdb.Error as exc:
+            raise StoreError(f"{path}: cannot open audit database: {one_line(exc)}") from None
+        with _prepared(con, path, tenant, limits, untrusted) as scope:
+            yield scope
+
+
+@contextmanager
+def _prepared(con: Any, path: Path, tenant: str | None, limits: Limits,
+              untrusted: bool) -> Iterator[Scope]:
     scope = Scope(con, limits, _Watchdog(con, limits.timeout_s))
     try:
         try:

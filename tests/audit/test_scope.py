@@ -89,7 +89,7 @@ HOSTILE: list[tuple[str, str]] = [
     ("SELECT count(*) AS n FROM audit_src.events", "error"),
     ("SELECT count(*) AS n FROM audit.events", "error"),
     ("SELECT count(*) AS n FROM audit.main.events", "error"),
-    ("SELECT * FROM memory.main.events WHERE tenant_id = 'globex'", "rows"),
+    ("SELECT * FROM scope.main.events WHERE tenant_id = 'globex'", "rows"),
     ("SELECT * FROM query_table('audit_src.events')", "error"),
     ("SELECT * FROM duckdb_databases()", "rows"),
     ("SELECT * FROM duckdb_tables()", "rows"),
