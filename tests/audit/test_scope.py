@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,6 +134,20 @@ def test_hostile_queries_do_not_leave_the_tenant_scope(db: Path, template: str, 
         store.sql(query, tenant="acme")
     assert "\n" not in str(info.value) and "globex" not in str(info.value)
     assert not Path(f"{db}.out.csv").exists() and not Path(f"{db}.dump").exists()
+
+
+def test_scratch_databases_are_removed_and_the_tenant_is_a_value(
+        db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = AuditStore(db)
+    # The tenant is bound as a value, never spliced into SQL.
+    assert store.sql("SELECT count(*) AS n FROM events", tenant="acme' OR '1'='1") == [{"n": 0}]
+    with pytest.raises(LimitExceededError):
+        store.sql(RUNAWAY, tenant="acme", limits=Limits(timeout_s=0.5))
+    with pytest.raises(QueryError):
+        store.sql("SELECT * FROM audit_src.events", tenant="acme")
+    assert store.report("sheds", tenant="globex")[0]["shed_count"] == 3
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_hostile_queries_fail_in_one_line_on_the_command_line(
