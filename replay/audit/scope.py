@@ -127,7 +127,7 @@ class _Watchdog:
         self._thread.join()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Scope:
     """An open read: ``con`` plus what is needed to name a failure by its limit."""
 
@@ -192,7 +192,8 @@ def _prepared(con: Any, path: Path, tenant: str | None, limits: Limits,
             for statement in _LOCKDOWN if untrusted else ():
                 con.execute(statement)
         except duckdb.Error as exc:
-            raise scope.failed(exc, f"scoping {path} to tenant {tenant}") or StoreError(
+            what = f"reading {path}" if tenant is None else f"scoping {path} to tenant {tenant}"
+            raise scope.failed(exc, what) or StoreError(
                 f"{path}: cannot read audit database: {one_line(exc)}") from None
         yield scope
     finally:

@@ -190,6 +190,11 @@ def test_a_query_over_its_memory_limit_stops(db: Path, tenant: str | None) -> No
                            limits=Limits(max_rows=10))
 
 
+def test_copying_a_tenant_scope_counts_against_the_memory_limit(db: Path) -> None:
+    with pytest.raises(LimitExceededError, match=r"scoping .* to tenant acme stopped at its memory"):
+        AuditStore(db).sql("SELECT 1", tenant="acme", limits=Limits(memory_limit="1MB"))
+
+
 def test_a_non_utf8_query_fails_in_one_line(db: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     # The bytes exactly as a shell passes them: argv is decoded with surrogateescape.
