@@ -1,6 +1,6 @@
 """``rspp audit``: load the log into DuckDB, run canned reports, ask it SQL.
 
-Exit codes: 0 ok; 1 the statement was refused or failed; 2 could not run
+Exit codes: 0 ok; 1 the statement was refused, failed or hit a limit; 2 could not run
 (no database, unreachable broker, unreadable export). Errors are one line.
 """
 
@@ -17,6 +17,7 @@ import typer
 
 from replay.audit.errors import AuditError, QueryError
 from replay.audit.reports import REPORTS
+from replay.audit.scope import Limits
 from replay.audit.store import AuditStore
 from streams.cli.output import console, err_console
 
@@ -27,6 +28,13 @@ app = typer.Typer(help="SQL over the event log (DuckDB): load, canned reports, a
 
 DbOpt = Annotated[Path, typer.Option("--db", help="The audit database file.")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv.")]
+_DEFAULT = Limits()
+TimeoutOpt = Annotated[float, typer.Option(
+    "--timeout-s", help="Stop the read after this many seconds (exit 1).")]
+MemoryOpt = Annotated[str, typer.Option(
+    "--memory-limit", help="DuckDB memory limit for the read, e.g. 512MB, 2GB (exit 1 past it).")]
+MaxRowsOpt = Annotated[int, typer.Option(
+    "--max-rows", help="Refuse a result of more rows than this (exit 1).")]
 _FORMATS = ("table", "json", "csv")
 
 
@@ -72,25 +80,68 @@ def report_cmd(
     fmt: FormatOpt = "table",
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write to FILE instead (.csv or .parquet, via DuckDB COPY).")] = None,
+    timeout_s: TimeoutOpt = _DEFAULT.timeout_s,
+    memory_limit: MemoryOpt = _DEFAULT.memory_limit,
+    max_rows: MaxRowsOpt = _DEFAULT.max_rows,
 ) -> None:
-    """Run a canned report (turns, cancels, sheds, dlq, leases, bundles_by_session, node_latency)."""
+    """Run a canned report (turns, cancels, sheds, dlq, leases, bundles_by_session, node_latency).
+
+    --tenant: the report runs in a database that holds only that tenant's rows.
+    """
     store = AuditStore(db)
     when = _when(since)
+    _check_format(fmt)
+    limits = Limits(timeout_s=timeout_s, memory_limit=memory_limit, max_rows=max_rows)
     if out is not None:
-        count = store.export_report(name, out, tenant=tenant, session=session, since=when)
+        count = store.export_report(name, out, tenant=tenant, session=session, since=when,
+                                    limits=limits)
         err_console.print(f"wrote {count:,} rows of {name} to {out}", highlight=False)
         return
-    _emit(store.report(name, tenant=tenant, session=session, since=when), fmt, title=name)
+    rows = store.report(name, tenant=tenant, session=session, since=when, limits=limits)
+    _emit(rows, fmt, title=name)
 
 
 @app.command("sql")
 def sql_cmd(
-    query: Annotated[str, typer.Argument(help="One read-only statement (SELECT/WITH/SHOW/...).")],
+    query: Annotated[str | None, typer.Argument(
+        help="One read-only statement (SELECT/WITH/SHOW/...).", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help="Read the statement from FILE (UTF-8) instead.")] = None,
     db: DbOpt = Path("audit.duckdb"),
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="Query a database that holds only this tenant's rows.")] = None,
     fmt: FormatOpt = "table",
+    timeout_s: TimeoutOpt = _DEFAULT.timeout_s,
+    memory_limit: MemoryOpt = _DEFAULT.memory_limit,
+    max_rows: MaxRowsOpt = _DEFAULT.max_rows,
 ) -> None:
-    """Run one read-only SQL query; statements that write are refused (exit 1)."""
-    _emit(AuditStore(db).sql(query), fmt, title=None)
+    """Run one read-only SQL query; statements that write are refused (exit 1).
+
+    No file or network access. --tenant: only that tenant's rows exist for the query.
+    """
+    if query is not None and file is not None:
+        raise AuditError("give QUERY or --file, not both")
+    _check_format(fmt)
+    limits = Limits(timeout_s=timeout_s, memory_limit=memory_limit, max_rows=max_rows)
+    if query is not None:
+        text = query
+    elif file is not None:
+        text = _read_query(file)
+    else:
+        raise AuditError("give a QUERY or --file FILE")
+    _emit(AuditStore(db).sql(text, tenant=tenant, limits=limits), fmt, title=None)
+
+
+def _read_query(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise QueryError(f"{path}: cannot read query: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise QueryError(f"{path}: query is not valid UTF-8: byte 0x{data[exc.start]:02x} "
+                         f"at offset {exc.start}") from None
 
 
 def _when(value: str | None) -> datetime | None:
@@ -103,9 +154,12 @@ def _when(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _emit(rows: list[dict[str, Any]], fmt: str, *, title: str | None) -> None:
+def _check_format(fmt: str) -> None:
     if fmt not in _FORMATS:
         raise QueryError(f"--format {fmt!r}: expected one of {', '.join(_FORMATS)}")
+
+
+def _emit(rows: list[dict[str, Any]], fmt: str, *, title: str | None) -> None:
     if fmt == "json":
         # Column order is the report's, so no key sorting; ts columns are naive UTC.
         sys.stdout.buffer.write(orjson.dumps(rows, default=str, option=(

@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 
 from replay.model import Position
-from streams.abi.events import PAYLOAD_TYPES, DeadLetter, Envelope, Header, Payload
+from streams.abi.events import PAYLOAD_TYPES, Envelope, Header, Payload
 
 __all__ = ["COLUMNS", "ENVELOPE_COLUMNS", "PAYLOAD_COLUMNS", "Column", "RowBatch", "payload_fields"]
 
@@ -50,12 +50,6 @@ ENVELOPE_COLUMNS: tuple[Column, ...] = tuple(Column(n, s, a) for n, (s, a) in (
     ("lease_epoch", _BIGINT), ("bundle_id", _VARCHAR), ("plan_hash", _VARCHAR),
     ("node_id", _VARCHAR), ("seq", _BIGINT), ("ts", ("TIMESTAMP", pa.timestamp("us"))),
 ))
-
-# Read off DeadLetter.original_headers so a tenant-scoped dlq report can see its own records
-# (the DLQ envelope itself belongs to the __system__ tenant).
-DLQ_COLUMNS: tuple[Column, ...] = (
-    Column("original_tenant", *_VARCHAR), Column("original_session", *_VARCHAR))
-
 
 def _scalar(hint: Any) -> tuple[str, pa.DataType, Callable[[Any], Any] | None, str]:
     """(sql type, arrow type, converter, column suffix) for one payload field's annotation."""
@@ -112,7 +106,6 @@ PAYLOAD_COLUMNS, _GETTERS, _FIELDS = _derive()
 COLUMNS: tuple[Column, ...] = ENVELOPE_COLUMNS + PAYLOAD_COLUMNS
 _WIDTH = len(COLUMNS)
 _SCHEMA = pa.schema([(c.name, c.arrow_type) for c in COLUMNS])
-_DLQ_SCHEMA = pa.schema([(c.name, c.arrow_type) for c in COLUMNS + DLQ_COLUMNS])
 
 
 def payload_fields(cls: type[Payload]) -> tuple[tuple[str, str], ...]:
@@ -121,14 +114,19 @@ def payload_fields(cls: type[Payload]) -> tuple[tuple[str, str], ...]:
 
 
 class RowBatch:
-    """Rows accumulated row-major (cheap per event), handed to DuckDB as one Arrow table."""
+    """Rows accumulated row-major (cheap per event), handed to DuckDB as one Arrow table.
 
-    __slots__ = ("counts", "dead_letters", "rows")
+    A dead letter is a row like any other: its envelope's ``tenant_id``/``session_id`` are
+    the ones the processor established. The original record's ``rspp_tenant`` header is
+    only kept inside ``p_original_headers``; any producer can write it, so nothing here
+    files a row under it.
+    """
 
-    def __init__(self, *, dead_letters: bool = False) -> None:
+    __slots__ = ("counts", "rows")
+
+    def __init__(self) -> None:
         self.rows: list[list[Any]] = []
         self.counts: dict[tuple[str, int], int] = {}  # rows per (source, partition)
-        self.dead_letters = dead_letters
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -144,8 +142,6 @@ class RowBatch:
         for index, name, convert in _GETTERS.get(type(payload), ()):
             value = getattr(payload, name)
             row[index] = value if convert is None or value is None else convert(value)
-        if self.dead_letters:
-            row.extend(_original_owner(payload))
         self.rows.append(row)
         key = (pos.source, pos.partition)
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -155,10 +151,9 @@ class RowBatch:
             self.add(pos, env)
 
     def to_arrow(self) -> pa.Table:
-        schema = _DLQ_SCHEMA if self.dead_letters else _SCHEMA
-        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(schema)
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(_SCHEMA)
         return pa.Table.from_arrays(
-            [_array(col, f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
+            [_array(col, f.type) for col, f in zip(columns, _SCHEMA, strict=True)], schema=_SCHEMA)
 
 
 def _array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
@@ -167,14 +162,3 @@ def _array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
         return pa.array(values, type=_TS_UTC).cast(_TS)
     return pa.array(values, type=arrow_type)
 
-
-def _original_owner(payload: Payload) -> tuple[str | None, str | None]:
-    if not isinstance(payload, DeadLetter):
-        return None, None
-    found = {h.key: h.value for h in payload.original_headers if h.value is not None}
-
-    def text(key: str) -> str | None:
-        raw = found.get(key)
-        return None if raw is None else raw.decode("utf-8", "replace")
-
-    return text("rspp_tenant"), text("rspp_session")

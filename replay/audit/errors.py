@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from replay.errors import ReplayError
 
-__all__ = ["AuditError", "QueryError", "StoreError", "WriteRefusedError"]
+__all__ = ["AuditError", "LimitExceededError", "QueryError", "StoreError", "WriteRefusedError"]
 
 
 class AuditError(ReplayError):
@@ -31,5 +31,11 @@ class QueryError(AuditError):
 
 class WriteRefusedError(QueryError):
     """``rspp audit sql`` only reads: the statement would write or change settings."""
+
+    exit_code = 1
+
+
+class LimitExceededError(QueryError):
+    """A statement or report ran past its time limit or memory limit and was stopped."""
 
     exit_code = 1

@@ -1,11 +1,14 @@
 """Canned reports: SQL over tenant-scoped views of the audit tables.
 
-Every report body reads only the scoped relations defined in :data:`SCOPES`
+With ``--tenant`` a report runs in a database that holds only that tenant's rows
+(:mod:`.scope`), so the tenant boundary does not depend on this SQL. Within it,
+every report body reads only the scoped relations defined in :data:`SCOPES`
 (``ev``, ``ev_since``, ``grants``, ``dl``), never ``events`` or ``dead_letters``
-directly, so ``--tenant``/``--session`` restrict every row a report can see;
-reports that have a ``tenant_id`` column are filtered on it once more on the
-way out. Filters are bound parameters (``$tenant``, ``$session``, ``$since``),
-never spliced into the SQL text.
+directly, so ``--session``/``--since`` restrict every row a report can see.
+Filters are bound parameters (``$tenant``, ``$session``, ``$since``), never
+spliced into the SQL text. A session is (tenant, session): every join and
+group-by between rows of a session names both, because two tenants may use the
+same session id.
 
 Latencies are integer microseconds (``epoch_us`` differences, exact); "first"
 means first in log order (offset), which is the order the processor decided in.
@@ -27,11 +30,11 @@ SCOPES = f"""
 ev AS (SELECT * FROM events
        WHERE {_TENANT.format(col="tenant_id")} AND {_SESSION.format(col="session_id")}),
 ev_since AS (SELECT * FROM ev WHERE {_SINCE.format(col="ts")}),
-grants AS (SELECT * FROM events WHERE event_type = 'LEASE_GRANTED' AND (
+grants AS (SELECT * FROM lease_grants WHERE (
        (CAST($tenant AS VARCHAR) IS NULL AND CAST($session AS VARCHAR) IS NULL)
        OR (source, partition) IN (SELECT DISTINCT source, partition FROM ev))),
 dl AS (SELECT * FROM dead_letters
-       WHERE {_TENANT.format(col="original_tenant")} AND {_SESSION.format(col="original_session")})
+       WHERE {_TENANT.format(col="tenant_id")} AND {_SESSION.format(col="session_id")})
 """
 
 
@@ -79,12 +82,13 @@ _CANCELS = Report(
         a.ts AS aborted_at, a.p_reason AS abort_reason,
         epoch_us(a.ts) - epoch_us(c.ts) AS cancel_to_abort_us,
         (SELECT count(*) FROM ev e WHERE e.source = c.source AND e.partition = c.partition
-           AND e.session_id = c.session_id AND e."offset" > c."offset"
+           AND e.tenant_id = c.tenant_id AND e.session_id = c.session_id AND e."offset" > c."offset"
            AND e.event_type IN ('OUTPUT_ACCEPTED', 'PLAYBACK_STARTED')
            AND (c.p_scope = 'SESSION' OR e.turn_id IS NOT DISTINCT FROM c.turn_id)
            AND (c.p_scope <> 'NODE' OR e.node_id = c.p_target)) AS egress_after_cancel
       FROM ev c LEFT JOIN ev a ON a.event_type = 'TURN_ABORT' AND a.source = c.source
-        AND a.session_id = c.session_id AND a.turn_id = c.turn_id AND a."offset" > c."offset"
+        AND a.tenant_id = c.tenant_id AND a.session_id = c.session_id AND a.turn_id = c.turn_id
+        AND a."offset" > c."offset"
       WHERE c.event_type = 'CANCEL'""",
     order_by='cancelled_at, "offset"', since_column="cancelled_at")
 
@@ -97,9 +101,9 @@ _SHEDS = Report(
     order_by='shed_at, "offset"', since_column="shed_at")
 
 _DLQ = Report(
-    "dlq", "One row per dead letter: reason and where the original record was (tenant from its headers).",
-    select="""SELECT ts AS dead_lettered_at, original_tenant AS tenant_id,
-        original_session AS session_id, p_reason AS reason, p_original_topic AS original_topic,
+    "dlq", "One row per dead letter: reason, where the original record was, the tenant the processor "
+    "established.",
+    select="""SELECT ts AS dead_lettered_at, tenant_id, session_id, p_reason AS reason, p_original_topic AS original_topic,
         p_original_partition AS original_partition, p_original_offset AS original_offset,
         p_original_bytes_bytes AS original_bytes, partition, "offset"
       FROM dl""",

@@ -4,13 +4,16 @@
     store.load_kafka(bootstrap, "prod.voice")          # <prefix>.log + <prefix>.dlq, new records only
     store.report("turns", tenant="acme")               # list of dicts
     store.sql("SELECT event_type, count(*) FROM events GROUP BY ALL")
+    store.sql("SELECT count(*) FROM v_turn_opens", tenant="acme", limits=Limits(timeout_s=5))
 
 Each operation opens its own connection and closes it: DuckDB allows one
 writing process per file, and an auditor's read-only session must not be
 locked out by a store object somebody forgot to close. Reads (reports, SQL)
-use a read-only connection; ``sql`` additionally refuses every statement that
-is not a query and disables file/network access, so an ad-hoc query cannot
-write anywhere.
+run in a :mod:`.scope`: the file read-only, or with ``tenant=`` a database
+holding only that tenant's rows, always under time/memory/row limits. ``sql``
+additionally refuses every statement that is not a query and runs locked down
+(no file or network access, configuration locked), so an ad-hoc query cannot
+write anywhere nor read past its scope.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import fastavro
 
 from replay.audit.columns import RowBatch
 from replay.audit.errors import QueryError, StoreError, WriteRefusedError
-from replay.audit.reports import REPORTS, report_sql
+from replay.audit.reports import REPORTS, Report, report_sql
 from replay.audit.schema import create_schema
+from replay.audit.scope import Limits, one_line, open_scope
 from replay.export import read_manifest
 from replay.model import Position
 from replay.sources import MANIFEST, META_TOPIC, ContainerLogSource, KafkaLogSource
@@ -40,6 +44,7 @@ __all__ = ["AuditStore", "LoadResult"]
 _BATCH = 50_000
 _READ_ONLY_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 _EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,16 +68,13 @@ class AuditStore:
 
     # -- connections ------------------------------------------------------------------------
     @contextmanager
-    def _connect(self, *, read_only: bool, sandbox: bool = False) -> Iterator[Any]:
+    def _connect(self, *, read_only: bool) -> Iterator[Any]:
         if read_only and not self.path.is_file():
             raise StoreError(f"{self.path}: no audit database (run `rspp audit load` first)")
-        config: dict[str, Any] = {}
-        if sandbox:
-            config.update(enable_external_access=False, lock_configuration=True)
         try:
-            con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+            con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: cannot open audit database: {_one_line(exc)}") from None
+            raise StoreError(f"{self.path}: cannot open audit database: {one_line(exc)}") from None
         try:
             yield con
         finally:
@@ -131,7 +133,7 @@ class AuditStore:
         done: dict[tuple[str, int], int] = {
             (s, p): o for s, p, o in con.execute(
                 "SELECT source, partition, next_offset FROM loaded").fetchall()}
-        batch = RowBatch(dead_letters=table == "dead_letters")
+        batch = RowBatch()
         ends: dict[tuple[str, int], int] = {}
         added = skipped = 0
         for pos, env in source:
@@ -143,7 +145,7 @@ class AuditStore:
             ends[key] = pos.offset + 1
             if len(batch) >= _BATCH:
                 added += self._flush(con, batch, ends, kind=kind, topic=topic, table=table)
-                batch = RowBatch(dead_letters=batch.dead_letters)
+                batch = RowBatch()
         added += self._flush(con, batch, ends, kind=kind, topic=topic, table=table)
         return added, skipped
 
@@ -174,67 +176,107 @@ class AuditStore:
 
     # -- reading ----------------------------------------------------------------------------
     def report(self, name: str, *, tenant: str | None = None, session: str | None = None,
-               since: datetime | None = None) -> list[dict[str, Any]]:
-        """Rows of the canned report ``name`` (see :data:`replay.audit.REPORTS`)."""
-        with self._connect(read_only=True) as con:
-            return _rows(self._report_relation(con, name, tenant, session, since))
+               since: datetime | None = None, limits: Limits = _LIMITS) -> list[dict[str, Any]]:
+        """Rows of the canned report ``name`` (see :data:`replay.audit.REPORTS`); with
+        ``tenant``, it runs in a database holding only that tenant's rows."""
+        report = _report(name)
+        with open_scope(self.path, tenant=tenant, limits=limits, untrusted=False) as scope:
+            try:
+                return scope.rows(_report_relation(scope.con, report, session, tenant, since),
+                                  f"report {name}")
+            except duckdb.Error as exc:
+                raise scope.failed(exc, f"report {name}") or QueryError(
+                    f"report {name}: {one_line(exc)}") from None
 
     def export_report(self, name: str, out: Path | str, *, tenant: str | None = None,
-                      session: str | None = None, since: datetime | None = None) -> int:
+                      session: str | None = None, since: datetime | None = None,
+                      limits: Limits = _LIMITS) -> int:
         """Write a report to ``out`` (.csv or .parquet, by DuckDB COPY); returns the row count."""
         out = Path(out)
         fmt = _EXPORT_FORMATS.get(out.suffix.lower())
         if fmt is None:
             raise QueryError(f"{out}: unknown export format {out.suffix!r} (use .csv or .parquet)")
-        with self._connect(read_only=True) as con:
-            rel = self._report_relation(con, name, tenant, session, since)
+        report = _report(name)
+        with open_scope(self.path, tenant=tenant, limits=limits, untrusted=False) as scope:
             try:
+                rel = _report_relation(scope.con, report, session, tenant, since)
                 if fmt == "csv":
                     rel.write_csv(str(out), header=True)
                 else:
                     rel.write_parquet(str(out))
                 count = rel.aggregate("count(*)").fetchall()[0]
             except duckdb.Error as exc:
-                raise StoreError(f"{out}: cannot write report {name}: {_one_line(exc)}") from None
+                raise scope.failed(exc, f"report {name}") or StoreError(
+                    f"{out}: cannot write report {name}: {one_line(exc)}") from None
         return int(count[0]) if count else 0
 
-    @staticmethod
-    def _report_relation(con: Any, name: str, tenant: str | None, session: str | None,
-                         since: datetime | None) -> Any:
-        report = REPORTS.get(name)
-        if report is None:
-            raise QueryError(f"unknown report {name!r} (one of: {', '.join(REPORTS)})")
-        try:
-            return con.sql(report_sql(report),
-                           params={"tenant": tenant, "session": session, "since": _utc(since)})
-        except duckdb.Error as exc:
-            raise QueryError(f"report {name}: {_one_line(exc)}") from None
+    def sql(self, query: str, *, tenant: str | None = None, limits: Limits = _LIMITS) -> list[dict[str, Any]]:
+        """Run one read-only query; anything that would write or reconfigure is refused.
 
-    def sql(self, query: str) -> list[dict[str, Any]]:
-        """Run one read-only query; anything that would write or reconfigure is refused."""
-        with self._connect(read_only=True, sandbox=True) as con:
+        With ``tenant`` the query runs in a database that holds only that tenant's rows
+        (:mod:`replay.audit.scope`); either way under ``limits`` and without file access.
+        """
+        _check_utf8(query)
+        _check_read_only(query, self.path)
+        with open_scope(self.path, tenant=tenant, limits=limits, untrusted=True) as scope:
             try:
-                statements = con.extract_statements(query)
+                return scope.rows(scope.con.sql(query), "query")
             except duckdb.Error as exc:
-                raise QueryError(f"cannot parse query: {_one_line(exc)}") from None
-            if len(statements) != 1:
-                raise QueryError(f"expected one statement, got {len(statements)}")
-            kind = statements[0].type.name
-            if kind not in _READ_ONLY_STATEMENTS:
-                raise WriteRefusedError(
-                    f"{self.path}: {kind} statement refused: `rspp audit sql` is read-only "
-                    "(SELECT, WITH, FROM, SHOW, DESCRIBE, EXPLAIN)")
-            try:
-                return _rows(con.sql(query))
-            except duckdb.Error as exc:
+                limit = scope.failed(exc, "query")
+                if limit is not None:
+                    raise limit from None
                 if "read-only" in str(exc):
-                    raise WriteRefusedError(f"{self.path}: refused: {_one_line(exc)}") from None
-                raise QueryError(f"query failed: {_one_line(exc)}") from None
+                    raise WriteRefusedError(f"{self.path}: refused: {one_line(exc)}") from None
+                raise QueryError(f"query failed: {one_line(exc)}") from None
 
     def loaded(self) -> list[dict[str, Any]]:
         """The ``loaded`` table: next offset per source and partition."""
         with self._connect(read_only=True) as con:
             return _rows(con.sql("SELECT * FROM loaded ORDER BY source, partition"))
+
+
+def _report(name: str) -> Report:
+    report = REPORTS.get(name)
+    if report is None:
+        raise QueryError(f"unknown report {name!r} (one of: {', '.join(REPORTS)})")
+    return report
+
+
+def _report_relation(con: Any, report: Report, session: str | None, tenant: str | None,
+                     since: datetime | None) -> Any:
+    return con.sql(report_sql(report),
+                   params={"tenant": tenant, "session": session, "since": _utc(since)})
+
+
+def _check_utf8(query: str) -> None:
+    """A query from argv holds undecodable bytes as lone surrogates (PEP 383); DuckDB
+    would fail on them with a TypeError, so name the first one here instead."""
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = query[exc.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else repr(bad)
+        raise QueryError(f"query is not valid UTF-8: {byte} at character {exc.start}") from None
+
+
+def _check_read_only(query: str, path: Path) -> None:
+    parser = duckdb.connect(":memory:")
+    try:
+        statements = parser.extract_statements(query)
+    except duckdb.Error as exc:
+        raise QueryError(f"cannot parse query: {one_line(exc)}") from None
+    finally:
+        parser.close()
+    if len(statements) != 1:
+        raise QueryError(f"expected one statement, got {len(statements)}")
+    try:
+        kind = statements[0].type.name
+    except ValueError:  # a statement type the Python binding has no name for (UPDATE EXTENSIONS)
+        kind = "unknown"
+    if kind not in _READ_ONLY_STATEMENTS:
+        raise WriteRefusedError(
+            f"{path}: {kind} statement refused: `rspp audit sql` is read-only "
+            "(SELECT, WITH, FROM, SHOW, DESCRIBE, EXPLAIN)")
 
 
 def _rows(rel: Any) -> list[dict[str, Any]]:
@@ -249,10 +291,6 @@ def _utc(when: datetime | None) -> datetime | None:
     if when is None or when.tzinfo is None:
         return when
     return when.astimezone(UTC).replace(tzinfo=None)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _export_topic(source: ContainerLogSource) -> str | None:
