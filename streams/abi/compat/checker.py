@@ -34,6 +34,7 @@ __all__ = [
     "check_against",
     "explain",
     "is_compatible",
+    "root_label",
     "to_avro",
 ]
 
@@ -68,6 +69,7 @@ class Direction(StrEnum):
 
     BACKWARD = "new schema reads data written with the old one"
     FORWARD = "old schema reads data written with the new one"
+    REMOVED = "no schema in the new set reads data written with it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,16 +257,27 @@ class _Walker:
                 self.walk(field.type, writer_field.type, field_path)
 
 
+def root_label(schema: Any, subject: str | None = None) -> str:
+    """How paths start: a named type's short name, else the subject (or the type)."""
+    if str(schema.type) in ("record", "error", "enum", "fixed"):
+        return str(schema.name)
+    return subject if subject else str(schema.type)
+
+
 def explain(
-    reader: avro.schema.Schema, writer: avro.schema.Schema, *, backward: bool
+    reader: avro.schema.Schema,
+    writer: avro.schema.Schema,
+    *,
+    backward: bool,
+    root: str | None = None,
 ) -> list[tuple[str, str, str]]:
     """``(path, rule, detail)`` for each incompatibility of reader vs writer; empty iff compatible.
 
     ``backward`` says the reader is the new schema (so a missing reader field
-    was *added*); otherwise the reader is the old one.
+    was *added*); otherwise the reader is the old one. ``root`` starts each path.
     """
     walker = _Walker(backward)
-    root = str(getattr(reader, "name", reader.type))
+    root = root or root_label(reader)
     walker.walk(reader, writer, root)
     if not walker.found and not is_compatible(reader, writer):
         result = _new_checker().get_compatibility(reader, writer)
@@ -278,13 +291,18 @@ def _oracle_location(reader: Any, writer: Any) -> str:
 
 
 def check_against(
-    new: Json, previous: Sequence[Previous], mode: CompatMode
+    new: Json, previous: Sequence[Previous], mode: CompatMode, *, subject: str | None = None
 ) -> list[Incompatibility]:
-    """Every incompatibility of ``new`` against ``previous`` (oldest first) under ``mode``."""
+    """Every incompatibility of ``new`` against ``previous`` (oldest first) under ``mode``.
+
+    This is the one verdict engine: every source (directory, git ref, registry)
+    hands its versions here. ``subject`` names an unnamed schema in paths.
+    """
     if mode is CompatMode.NONE or not previous:
         return []
     targets = previous if mode.transitive else previous[-1:]
     new_schema = to_avro(new)
+    root = root_label(new_schema, subject)
     out: list[Incompatibility] = []
     for older in targets:
         old_schema = to_avro(older.schema)
@@ -294,7 +312,7 @@ def check_against(
         if mode.forward:
             pairs.append((Direction.FORWARD, old_schema, new_schema, False))
         for direction, reader, writer, backward in pairs:
-            found = explain(reader, writer, backward=backward)
+            found = explain(reader, writer, backward=backward, root=root)
             if not found:
                 continue
             location = _oracle_location(reader, writer)
