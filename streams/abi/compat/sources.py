@@ -23,7 +23,7 @@ from streams.abi.compat.checker import CompatMode, Previous
 from streams.abi.compat.layout import Snapshot, is_schema_path, snapshots
 from streams.abi.errors import CompatSourceError, RegistryError, SchemaError
 from streams.abi.registry import REGISTRY_FILE, ConfluentRegistry, SchemaRegistry, default_registry
-from streams.abi.schemas import SchemaSet, avro_dir, fingerprint
+from streams.abi.schemas import SchemaSet, avro_dir
 from streams.config import repo_root
 
 __all__ = [
@@ -189,10 +189,12 @@ class PreviousVersions:
 def _dedupe(versions: list[Previous]) -> list[Previous]:
     # The same schema under two labels (registry.json and the .avsc at a ref) counts once.
     # The last occurrence is kept, so the newest version stays last (what BACKWARD checks).
-    seen: set[str] = set()
+    # The key is the whole JSON, not the canonical form: that drops defaults, which decide
+    # compatibility (two versions differing only in a default are both checked).
+    seen: set[bytes] = set()
     out: list[Previous] = []
     for v in reversed(versions):
-        key = fingerprint(v.schema)
+        key = orjson.dumps(v.schema, option=orjson.OPT_SORT_KEYS)
         if key not in seen:
             seen.add(key)
             out.append(v)
