@@ -228,7 +228,9 @@ class ConfluentRegistry:
         try:
             return sorted(str(s) for s in self._client.get_subjects())
         except Exception as exc:
-            raise RegistryError(f"schema registry {self.url}: cannot list subjects: {exc}") from None
+            raise RegistryError(
+                f"schema registry {self.url}: cannot list subjects: {exc}"
+            ) from None
 
 
 def default_registry() -> SchemaRegistry:

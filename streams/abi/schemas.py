@@ -117,12 +117,16 @@ class SchemaSet:
             else:
                 stem = file_stem(file_name)
                 if stem in origins:
-                    raise SchemaError(f"{where}: subject {stem} is already defined in {origins[stem]}")
+                    raise SchemaError(
+                        f"{where}: subject {stem} is already defined in {origins[stem]}"
+                    )
                 unnamed[stem] = document
                 origins[stem] = file_name
             for fullname, definition in found:
                 if fullname in definitions or fullname in unnamed:
-                    raise SchemaError(f"{where}: {fullname} is already defined in {origins[fullname]}")
+                    raise SchemaError(
+                        f"{where}: {fullname} is already defined in {origins[fullname]}"
+                    )
                 definitions[fullname] = definition
                 origins[fullname] = file_name
         clash = set(unnamed) & set(definitions)
@@ -160,7 +164,8 @@ class SchemaSet:
         return tuple(
             name
             for name in self.subjects()
-            if name in self.definitions and self.definitions[name].get("type") in ("record", "error")
+            if name in self.definitions
+            and self.definitions[name].get("type") in ("record", "error")
         )
 
     def compose(self, fullname: str) -> Json:
@@ -231,9 +236,7 @@ def _type_name(node: dict[str, Any], namespace: str | None) -> str:
 
 def _fields(node: dict[str, Any], name: str) -> list[dict[str, Any]]:
     fields = node.get("fields", [])
-    if not isinstance(fields, list) or not all(
-        isinstance(f, dict) and "type" in f for f in fields
-    ):
+    if not isinstance(fields, list) or not all(isinstance(f, dict) and "type" in f for f in fields):
         raise _MalformedError(f"{name}: fields must be a list of objects with a type")
     return fields
 

@@ -131,7 +131,9 @@ def _history_dir(directory: Path, versions: list[Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", VALIDATION, ids=[f"{c['from'].split('.')[-1]}:{c['mode']}:{c['new']}" for c in VALIDATION]
+    "case",
+    VALIDATION,
+    ids=[f"{c['from'].split('.')[-1]}:{c['mode']}:{c['new']}" for c in VALIDATION],
 )
 def test_validation_strategies_by_mode(case: dict[str, Any], tmp_path: Path) -> None:
     """canRead/canBeRead/mutualRead x latest/all are BACKWARD/FORWARD/FULL (_TRANSITIVE)."""
@@ -144,6 +146,11 @@ def test_validation_strategies_by_mode(case: dict[str, Any], tmp_path: Path) -> 
     _history_dir(tmp_path / "history", previous)
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "Evt.avsc").write_text(json.dumps(new))
-    assert check_schemas(tmp_path / "new" / "Evt.avsc", against=str(tmp_path / "history"), mode=mode).ok is case["compatible"]
+    assert (
+        check_schemas(
+            tmp_path / "new" / "Evt.avsc", against=str(tmp_path / "history"), mode=mode
+        ).ok
+        is case["compatible"]
+    )
     _history_dir(tmp_path / "own", [*previous, new])
     assert check_schemas(tmp_path / "own", mode=mode).ok is case["compatible"]

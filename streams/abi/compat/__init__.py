@@ -112,15 +112,15 @@ def _selected(new: NewSchemas, subjects: tuple[str, ...]) -> list[str]:
     if subjects:
         missing = [s for s in subjects if s not in present and s not in new.schemas.definitions]
         if missing:
-            raise CompatSourceError(f"--subject {missing[0]}: not a subject of {new.schemas.source}")
+            raise CompatSourceError(
+                f"--subject {missing[0]}: not a subject of {new.schemas.source}"
+            )
         return list(subjects)
     if new.file_name is None:
         return list(present)
     # One file: the subjects it defines, and those that embed a type it defines.
     return [
-        s
-        for s in present
-        if s in new.changed or _mentions(new.schemas.compose(s), new.changed)
+        s for s in present if s in new.changed or _mentions(new.schemas.compose(s), new.changed)
     ]
 
 
@@ -139,9 +139,7 @@ def _removal_scope(
     stem = file_stem(new.file_name)
     own = {f"{stem}.avsc", new.file_name}
     return {
-        s
-        for s in previous_subjects
-        if s == stem or s in new.changed or source.origin(s) in own
+        s for s in previous_subjects if s == stem or s in new.changed or source.origin(s) in own
     }
 
 
@@ -173,7 +171,7 @@ def _removed(
     found: tuple[Incompatibility, ...] = ()
     if mode is not CompatMode.NONE:
         hint = (
-            f"; if {' or '.join(unmatched)} replaces it, add \"aliases\": [\"{old}\"] there"
+            f'; if {" or ".join(unmatched)} replaces it, add "aliases": ["{old}"] there'
             if unmatched
             else ""
         )

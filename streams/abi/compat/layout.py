@@ -82,7 +82,9 @@ def snapshots(files: Mapping[str, bytes], *, source: str) -> list[Snapshot]:
     for number in sorted(versions):
         carried = {**carried, **versions[number]}
         texts: dict[str, str | bytes] = {**plain, **carried}
-        out.append(Snapshot(f"v{number}", SchemaSet.from_texts(texts, source=f"{source} v{number}")))
+        out.append(
+            Snapshot(f"v{number}", SchemaSet.from_texts(texts, source=f"{source} v{number}"))
+        )
     if plain:
         newest: dict[str, str | bytes] = {**carried, **plain}
         out.append(Snapshot("current", SchemaSet.from_texts(newest, source=source)))

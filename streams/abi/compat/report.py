@@ -66,9 +66,7 @@ class CompatReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.subjects) and (
-            self.allow_empty or self.empty_reason is None
-        )
+        return all(s.ok for s in self.subjects) and (self.allow_empty or self.empty_reason is None)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -116,7 +116,9 @@ def new_schema_set(target: Path | None) -> NewSchemas:
     if target is None or target.is_dir():
         directory = target if target is not None else avro_dir()
         versions = _dir_snapshots(directory, str(directory))
-        return NewSchemas(schemas=versions[-1].schemas, home=directory, history=tuple(versions[:-1]))
+        return NewSchemas(
+            schemas=versions[-1].schemas, home=directory, history=tuple(versions[:-1])
+        )
     if not target.is_file():
         raise CompatSourceError(f"{target}: no such schema file or directory")
     raw = _read_file(target)
@@ -124,7 +126,9 @@ def new_schema_set(target: Path | None) -> NewSchemas:
     changed = frozenset((*single.definitions, *single.unnamed))
     base = avro_dir()
     if target.parent.resolve() != base.resolve() and _self_contained(single):
-        return NewSchemas(schemas=single, home=target.parent, file_name=target.name, changed=changed)
+        return NewSchemas(
+            schemas=single, home=target.parent, file_name=target.name, changed=changed
+        )
     texts: dict[str, str | bytes] = dict(_read_dir(base)) if base.is_dir() else {}
     texts = {k: v for k, v in texts.items() if "/" not in k}
     base_set = SchemaSet.from_texts(texts, source=str(base))
