@@ -95,10 +95,42 @@ class Incompatibility:
         return f"{self.path}: {self.rule} ({self.detail}); breaks {self.against}: {self.direction.value}"
 
 
+def _qualified_aliases(node: Json, namespace: str | None) -> Json:
+    # Avro resolves a named type's short alias in that type's namespace (Java's parser does);
+    # the Python oracle compares aliases as written, so they are qualified first.
+    if isinstance(node, list):
+        return [_qualified_aliases(branch, namespace) for branch in node]
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    kind = node.get("type")
+    if kind in ("record", "error", "enum", "fixed") and isinstance(node.get("name"), str):
+        name = str(node["name"])
+        space = name.rpartition(".")[0] if "." in name else node.get("namespace", namespace)
+        space = space if isinstance(space, str) and space else None
+        aliases = node.get("aliases")
+        if isinstance(aliases, list) and space:
+            out["aliases"] = [
+                f"{space}.{a}" if isinstance(a, str) and "." not in a else a for a in aliases
+            ]
+        if isinstance(node.get("fields"), list):
+            out["fields"] = [
+                {**f, "type": _qualified_aliases(f.get("type"), space)} if isinstance(f, dict) else f
+                for f in node["fields"]
+            ]
+        return out
+    for key in ("items", "values"):
+        if key in node:
+            out[key] = _qualified_aliases(node[key], namespace)
+    if isinstance(kind, (dict, list)):
+        out["type"] = _qualified_aliases(kind, namespace)
+    return out
+
+
 def to_avro(schema: Json) -> avro.schema.Schema:
     """The ``avro`` package's parsed schema (what the oracle works on)."""
     try:
-        return avro.schema.parse(orjson.dumps(schema).decode())
+        return avro.schema.parse(orjson.dumps(_qualified_aliases(schema, None)).decode())
     except Exception as exc:
         raise SchemaError(f"invalid schema for the compatibility check: {exc}") from None
 
