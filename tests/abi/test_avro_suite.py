@@ -30,13 +30,13 @@ def _pair_id(case: dict[str, Any]) -> str:
     return f"{case['from'].removeprefix('TestSchema')}:{case['reader']}<-{case['writer']}"
 
 
-def _subject(schema: Any) -> str:
-    """The subject a schema has in a file named after it: its full name, or the stem ``s``."""
+def _subject(schema: Any, stem: str = "s") -> str:
+    """The subject of a schema in a file: its full name, or (unnamed) the file's stem."""
     if isinstance(schema, dict) and schema.get("type") in ("record", "enum", "fixed"):
         name = str(schema["name"])
         namespace = schema.get("namespace")
         return f"{namespace}.{name}" if namespace and "." not in name else name
-    return "s"
+    return stem
 
 
 def test_the_suite_is_all_there() -> None:
@@ -154,3 +154,20 @@ def test_validation_strategies_by_mode(case: dict[str, Any], tmp_path: Path) -> 
     )
     _history_dir(tmp_path / "own", [*previous, new])
     assert check_schemas(tmp_path / "own", mode=mode).ok is case["compatible"]
+    # The same history at a git commit, and in a registry: the same verdict.
+    repo = tmp_path / "repo"
+    _history_dir(repo, previous)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "history")
+    (repo / "Evt.avsc").write_text(json.dumps(new))
+    by_git = check_schemas(repo / "Evt.avsc", against="git:HEAD", mode=mode)
+    registry = ConfluentRegistry(f"mock://avro-validation-{tmp_path.name}")
+    for schema in previous:
+        registry.register(_subject(schema, stem="Evt"), schema)
+    by_registry = check_schemas(
+        repo / "Evt.avsc", against=PreviousVersions(label="registry", registry=registry), mode=mode
+    )
+    for report in (by_git, by_registry):
+        assert report.subjects[0].history == len(set(case["previous"]))
+        assert report.ok is case["compatible"]

@@ -53,9 +53,18 @@ def _field_type(draw: st.DrawFn, field: str) -> Any:
     if kind == "prim":
         return draw(st.sampled_from(PRIMS[1:]))
     if kind == "union":
-        return draw(st.lists(st.sampled_from(["null", "int", "long", "string"]), min_size=1, max_size=3, unique=True))
+        return draw(
+            st.lists(
+                st.sampled_from(["null", "int", "long", "string"]),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            )
+        )
     if kind == "enum":
-        symbols = draw(st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=3, unique=True))
+        symbols = draw(
+            st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=3, unique=True)
+        )
         return _enum(f"E_{field}", symbols, draw(st.booleans()))
     if kind == "array":
         return {"type": "array", "items": draw(st.sampled_from(PRIMS[1:]))}
@@ -81,7 +90,9 @@ def _named(draw: st.DrawFn, family: str, name: str) -> dict[str, Any]:
     if family == "record":
         return draw(_record(name))
     if family == "enum":
-        symbols = draw(st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=3, unique=True))
+        symbols = draw(
+            st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=3, unique=True)
+        )
         return _enum(name, symbols, draw(st.booleans()))
     return {"type": "fixed", "name": name, "namespace": "n1", "size": draw(st.sampled_from([4, 8]))}
 
