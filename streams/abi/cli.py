@@ -134,7 +134,8 @@ def register() -> None:
     from streams.abi.registry import FileRegistry
     from streams.abi.schemas import load_schema_dir
 
-    report = check_schemas()
+    # The first version of a subject has nothing to be checked against; that is fine here.
+    report = check_schemas(allow_empty=True)
     if not report.ok:
         sys.stdout.write(report.to_text() + "\n")
         raise CompatError("refusing to register incompatible schemas")

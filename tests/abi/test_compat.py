@@ -381,3 +381,17 @@ def test_non_utf8_schema_fails_in_one_line(tmp_path: Path, capsys: pytest.Captur
     for target in (bad, tmp_path):
         code, _, err = _cli(capsys, str(target), "--against", str(tmp_path))
         assert code in (1, 2) and err == f"rspp: error: {bad}: not UTF-8 text (byte 1)\n"
+
+
+def test_abi_register_records_a_first_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first version has nothing to be checked against; registering it must not be refused.
+    fresh = _copy_avro(tmp_path)
+    (fresh / "registry.json").unlink()
+    monkeypatch.setenv("RSPP_AVRO_DIR", str(fresh))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["abi", "register"])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert "rspp.events.Envelope v1" in capsys.readouterr().out
+    assert json.loads((fresh / "registry.json").read_text())["subjects"]["rspp.events.Envelope"]
