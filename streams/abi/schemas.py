@@ -112,6 +112,8 @@ class SchemaSet:
                 found = list(_named_definitions(document, None))
             except _MalformedError as exc:
                 raise SchemaError(f"{where}: {exc}") from None
+            except RecursionError:
+                raise SchemaError(f"{where}: schema nested too deeply") from None
             if isinstance(document, dict) and document.get("type") in _NAMED:
                 top_level.add(found[0][0])
             else:
@@ -177,7 +179,11 @@ class SchemaSet:
         else:
             raise SchemaError(f"{self.source}: no schema named {fullname}")
         defined: set[str] = set()
-        composed = self._inline(node, None, defined, fullname)
+        try:
+            composed = self._inline(node, None, defined, fullname)
+        except RecursionError:
+            origin = self.origins.get(fullname, "?")
+            raise SchemaError(f"{self.source}/{origin}: {fullname} is nested too deeply") from None
         try:
             parse_schema(composed)
         except Exception as exc:

@@ -359,6 +359,8 @@ def test_subjects_of_a_set() -> None:
         ({"x.avsc": {"type": "record", "fields": []}}, [], "x.avsc: record has no name"),
         ({"x.avsc": {"type": "enum", "name": "", "symbols": []}}, [], "x.avsc: enum has no name"),
         ({"x.avsc": {"type": "record", "name": "R", "fields": 3}}, [], "fields must be a list"),
+        ({"x.avsc": {"type": "wat"}}, [], "x.avsc: x refers to unknown type wat"),
+        ({"x.avsc": json.loads("[" * 900 + "]" * 900)}, [], "nested too deeply"),
         ({}, ["--against", "registry:file:///tmp/nope"], "registry:file:///tmp/nope: a registry URL starts with"),
         ({}, ["--junit", "/proc/nope/r.xml", "--allow-empty"], "--junit /proc/nope/r.xml"),
         ({}, ["--against", "git:no-such-ref-xyz"], "not a git repository"),

@@ -332,6 +332,17 @@ def check_against(
     """
     if mode is CompatMode.NONE or not previous:
         return []
+    try:
+        return _check(new, previous, mode, subject)
+    except RecursionError:
+        raise SchemaError(f"{subject or 'schema'}: nested too deeply to check") from None
+    except SchemaError as exc:
+        raise SchemaError(f"{subject}: {exc}" if subject else str(exc)) from None
+
+
+def _check(
+    new: Json, previous: Sequence[Previous], mode: CompatMode, subject: str | None
+) -> list[Incompatibility]:
     targets = previous if mode.transitive else previous[-1:]
     new_schema = to_avro(new)
     root = root_label(new_schema, subject)

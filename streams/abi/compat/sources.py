@@ -125,29 +125,40 @@ def new_schema_set(target: Path | None) -> NewSchemas:
     single = SchemaSet.from_texts({target.name: raw}, source=str(target.parent))
     changed = frozenset((*single.definitions, *single.unnamed))
     base = avro_dir()
-    if target.parent.resolve() != base.resolve() and _self_contained(single):
-        return NewSchemas(
-            schemas=single, home=target.parent, file_name=target.name, changed=changed
-        )
-    texts: dict[str, str | bytes] = dict(_read_dir(base)) if base.is_dir() else {}
-    texts = {k: v for k, v in texts.items() if "/" not in k}
-    base_set = SchemaSet.from_texts(texts, source=str(base))
-    for name in single.definitions:
-        texts.pop(base_set.origins.get(name, ""), None)
-    texts[target.name] = raw
-    schemas = SchemaSet.from_texts(texts, source=str(base))
+    standalone = _standalone_error(single)
+    if target.parent.resolve() != base.resolve() and standalone is None:
+        return NewSchemas(schemas=single, home=target.parent, file_name=target.name, changed=changed)
+    try:
+        schemas = _overlay(base, target.name, raw, single)
+    except SchemaError:
+        # Not an edit of an avro/ type after all: report what is wrong with the file itself.
+        if standalone is not None:
+            raise standalone from None
+        raise
     return NewSchemas(schemas=schemas, home=base, file_name=target.name, changed=changed)
 
 
-def _self_contained(schemas: SchemaSet) -> bool:
+def _overlay(base: Path, name: str, raw: bytes, single: SchemaSet) -> SchemaSet:
+    texts: dict[str, str | bytes] = dict(_read_dir(base)) if base.is_dir() else {}
+    texts = {k: v for k, v in texts.items() if "/" not in k}
+    base_set = SchemaSet.from_texts(texts, source=str(base))
+    for defined in single.definitions:
+        texts.pop(base_set.origins.get(defined, ""), None)
+    texts[name] = raw
+    schemas = SchemaSet.from_texts(texts, source=str(base))
+    for subject in schemas.subjects():
+        schemas.compose(subject)
+    return schemas
+
+
+def _standalone_error(schemas: SchemaSet) -> SchemaError | None:
+    """Why a single file cannot be checked on its own (None if it can)."""
     try:
         for subject in schemas.subjects():
             schemas.compose(subject)
     except SchemaError as exc:
-        if "refers to unknown type" in str(exc):
-            return False
-        raise
-    return True
+        return exc
+    return None
 
 
 @dataclass(frozen=True, slots=True)
