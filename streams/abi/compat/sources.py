@@ -83,7 +83,9 @@ class NewSchemas:
 def _read_dir(directory: Path) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     try:
-        for path in sorted(directory.rglob("*.avsc")):
+        # Only the two levels the layout uses: never walk a large tree given by mistake.
+        found = [*directory.glob("*.avsc"), *directory.glob("v*/*.avsc")]
+        for path in sorted(found):
             rel = path.relative_to(directory).as_posix()
             if is_schema_path(rel):
                 files[rel] = path.read_bytes()
