@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from streams.abi.compat import CompatMode, check_schemas
-from streams.abi.errors import CompatError
+from streams.abi.errors import CompatError, CompatSourceError
 from streams.abi.version import ABI_VERSION
 
 __all__ = ["abi_app", "compat_app"]
@@ -51,18 +51,37 @@ def check(
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Also write a JUnit XML report here.")
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Exit 0 even if no subject had a previous version to check against.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check schema compatibility; exit 0 if compatible, 1 if not."""
+    """Check schema compatibility; exit 0 if compatible, 1 if not (or if nothing was checked)."""
     from streams.cli.output import emit_json
 
-    report = check_schemas(target, against=against, mode=mode, subjects=tuple(subject or ()))
+    report = check_schemas(
+        target,
+        against=against,
+        mode=mode,
+        subjects=tuple(subject or ()),
+        allow_empty=allow_empty,
+    )
     if junit is not None:
-        junit.write_text(report.to_junit(), encoding="utf-8")
+        try:
+            junit.write_text(report.to_junit(), encoding="utf-8")
+        except OSError as exc:
+            raise CompatSourceError(f"--junit {junit}: {exc.strerror or exc}") from None
     if json_out:
         emit_json(report.to_json())
     else:
         sys.stdout.write(report.to_text() + "\n")
+    empty = report.empty_reason
+    if empty is not None and not allow_empty:
+        raise CompatError(f"nothing checked: {empty} (pass --allow-empty to accept)")
     if not report.ok:
         broken = sum(len(s.incompatibilities) for s in report.subjects)
         raise CompatError(f"{broken} incompatibility(ies) against {report.against}")
@@ -115,7 +134,8 @@ def register() -> None:
     from streams.abi.registry import FileRegistry
     from streams.abi.schemas import load_schema_dir
 
-    report = check_schemas()
+    # The first version of a subject has nothing to be checked against; that is fine here.
+    report = check_schemas(allow_empty=True)
     if not report.ok:
         sys.stdout.write(report.to_text() + "\n")
         raise CompatError("refusing to register incompatible schemas")

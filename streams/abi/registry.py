@@ -64,6 +64,10 @@ class SchemaRegistry(Protocol):
         """Every version of ``subject``, oldest first (empty if unknown)."""
         ...
 
+    def subjects(self) -> list[str]:
+        """Every subject with at least one version."""
+        ...
+
 
 class FileRegistry:
     """The registry stored in ``avro/registry.json``.
@@ -115,6 +119,9 @@ class FileRegistry:
     def versions(self, subject: str) -> list[SchemaVersion]:
         return list(self._subjects.get(subject, ()))
 
+    def subjects(self) -> list[str]:
+        return sorted(s for s, versions in self._subjects.items() if versions)
+
     def record(self, subject: str, schema: Json, *, abi_version: str) -> SchemaVersion:
         """Append ``schema`` as the next version of ``subject`` (no-op if it is the latest)."""
         existing = self._subjects.setdefault(subject, [])
@@ -161,7 +168,10 @@ class ConfluentRegistry:
 
         self.url = url
         # new_client serves ``mock://`` URLs from confluent-kafka's in-memory mock (tests, demos).
-        self._client = SchemaRegistryClient.new_client({"url": url, **(config or {})})
+        try:
+            self._client = SchemaRegistryClient.new_client({"url": url, **(config or {})})
+        except Exception as exc:
+            raise RegistryError(f"schema registry {url}: {exc}") from None
 
     def register(self, subject: str, schema: Json) -> int:
         from confluent_kafka.schema_registry import Schema
@@ -213,6 +223,14 @@ class ConfluentRegistry:
             )
             for r in registered
         ]
+
+    def subjects(self) -> list[str]:
+        try:
+            return sorted(str(s) for s in self._client.get_subjects())
+        except Exception as exc:
+            raise RegistryError(
+                f"schema registry {self.url}: cannot list subjects: {exc}"
+            ) from None
 
 
 def default_registry() -> SchemaRegistry:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "NAMESPACE",
     "SchemaSet",
     "avro_dir",
+    "file_stem",
     "fingerprint",
     "load_schema_dir",
     "parse",
@@ -41,6 +43,29 @@ _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "b
 _NAMED = frozenset({"record", "error", "enum", "fixed"})
 
 Json = Any
+_VERSION_SUFFIX = re.compile(r"\.v[0-9]+$")
+
+
+class _MalformedError(Exception):
+    """A schema node is not shaped like Avro (raised while scanning, reported with the file)."""
+
+
+def file_stem(file_name: str) -> str:
+    """The subject of an unnamed schema file: its name without ``.avsc`` (and ``.v<N>``)."""
+    stem = Path(file_name).name.removesuffix(".avsc")
+    return _VERSION_SUFFIX.sub("", stem)
+
+
+def _load_document(raw: str | bytes, where: str) -> Json:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemaError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"{where}: not valid JSON: {exc}") from None
 
 
 def avro_dir() -> Path:
@@ -57,60 +82,108 @@ def _fullname(name: str, namespace: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SchemaSet:
-    """Named types read from one source (a directory, a git ref, ...).
+    """Schemas read from one source (a directory, a git ref, ...).
 
-    ``definitions`` maps each full name to its JSON definition exactly as written;
-    ``origins`` maps it to the file that defines it (for error messages).
+    ``definitions`` maps each named type's full name to its JSON definition as
+    written; ``origins`` maps it (and each unnamed subject) to its file, for
+    error messages. ``unnamed`` holds the files whose top level is not a named
+    type (a primitive, array, map or union): their subject is the file stem,
+    as under the topic-name strategy. ``top_level`` names the types defined at
+    the top of a file (only those can be subjects).
     """
 
     source: str
     definitions: Mapping[str, Json]
     origins: Mapping[str, str]
+    unnamed: Mapping[str, Json] = field(default_factory=dict)
+    top_level: frozenset[str] = frozenset()
 
     @classmethod
-    def from_texts(cls, texts: Mapping[str, str], *, source: str) -> SchemaSet:
-        """Build a set from ``{file name: .avsc text}``."""
+    def from_texts(cls, texts: Mapping[str, str | bytes], *, source: str) -> SchemaSet:
+        """Build a set from ``{file name: .avsc text or bytes}``."""
         definitions: dict[str, Json] = {}
         origins: dict[str, str] = {}
+        unnamed: dict[str, Json] = {}
+        top_level: set[str] = set()
         for file_name in sorted(texts):
+            where = f"{source}/{file_name}"
+            document = _load_document(texts[file_name], where)
             try:
-                document = orjson.loads(texts[file_name])
-            except orjson.JSONDecodeError as exc:
-                raise SchemaError(f"{source}/{file_name}: not valid JSON: {exc}") from None
-            if not isinstance(document, dict) or document.get("type") not in _NAMED:
-                raise SchemaError(
-                    f"{source}/{file_name}: top level must be a named type (record/enum/fixed)"
-                )
-            for fullname, definition in _named_definitions(document, None):
-                if fullname in definitions:
+                found = list(_named_definitions(document, None))
+            except _MalformedError as exc:
+                raise SchemaError(f"{where}: {exc}") from None
+            except RecursionError:
+                raise SchemaError(f"{where}: schema nested too deeply") from None
+            if isinstance(document, dict) and document.get("type") in _NAMED:
+                top_level.add(found[0][0])
+            else:
+                stem = file_stem(file_name)
+                if stem in origins:
                     raise SchemaError(
-                        f"{source}/{file_name}: {fullname} is already defined in {origins[fullname]}"
+                        f"{where}: subject {stem} is already defined in {origins[stem]}"
+                    )
+                unnamed[stem] = document
+                origins[stem] = file_name
+            for fullname, definition in found:
+                if fullname in definitions or fullname in unnamed:
+                    raise SchemaError(
+                        f"{where}: {fullname} is already defined in {origins[fullname]}"
                     )
                 definitions[fullname] = definition
                 origins[fullname] = file_name
-        return cls(source=source, definitions=definitions, origins=origins)
+        clash = set(unnamed) & set(definitions)
+        if clash:
+            name = sorted(clash)[0]
+            raise SchemaError(f"{source}: {name} is both a file stem and a named type")
+        return cls(
+            source=source,
+            definitions=definitions,
+            origins=origins,
+            unnamed=unnamed,
+            top_level=frozenset(top_level),
+        )
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self.definitions))
 
-    def roots(self) -> tuple[str, ...]:
-        """Records no other type refers to: the subjects of this set (``rspp.events.Envelope``)."""
+    def subjects(self) -> tuple[str, ...]:
+        """Every subject: named types at the top of a file that nothing refers to, then file stems.
+
+        Enums and fixed types count like records; a named type defined inside
+        another (or referred to by one) is part of that subject, not its own.
+        """
         referenced: set[str] = set()
         for fullname, definition in self.definitions.items():
             namespace = fullname.rpartition(".")[0] or None
             referenced.update(r for r in _references(definition, namespace) if r != fullname)
+        for document in self.unnamed.values():
+            referenced.update(_references(document, None))
+        named = sorted(n for n in self.top_level if n not in referenced)
+        return (*named, *sorted(self.unnamed))
+
+    def roots(self) -> tuple[str, ...]:
+        """Records no other type refers to: the record subjects of this set (``rspp.events.Envelope``)."""
         return tuple(
             name
-            for name in sorted(self.definitions)
-            if name not in referenced and self.definitions[name].get("type") in ("record", "error")
+            for name in self.subjects()
+            if name in self.definitions
+            and self.definitions[name].get("type") in ("record", "error")
         )
 
     def compose(self, fullname: str) -> Json:
-        """A self-contained schema for ``fullname``: every named type inlined once."""
-        if fullname not in self.definitions:
+        """A self-contained schema for a subject: every named type inlined once."""
+        if fullname in self.unnamed:
+            node = self.unnamed[fullname]
+        elif fullname in self.definitions:
+            node = self.definitions[fullname]
+        else:
             raise SchemaError(f"{self.source}: no schema named {fullname}")
         defined: set[str] = set()
-        composed = self._inline(self.definitions[fullname], None, defined, fullname)
+        try:
+            composed = self._inline(node, None, defined, fullname)
+        except RecursionError:
+            origin = self.origins.get(fullname, "?")
+            raise SchemaError(f"{self.source}/{origin}: {fullname} is nested too deeply") from None
         try:
             parse_schema(composed)
         except Exception as exc:
@@ -146,17 +219,32 @@ class SchemaSet:
             child_ns = name.rpartition(".")[0] or None
             if kind in ("record", "error"):
                 out["fields"] = [
-                    {**field, "type": self._inline(field["type"], child_ns, defined, name)}
-                    for field in node.get("fields", [])
+                    {**item, "type": self._inline(item["type"], child_ns, defined, name)}
+                    for item in node.get("fields", [])
                 ]
             return out
         if kind == "array":
-            return {**node, "items": self._inline(node["items"], namespace, defined, context)}
+            return {**node, "items": self._inline(node.get("items"), namespace, defined, context)}
         if kind == "map":
-            return {**node, "values": self._inline(node["values"], namespace, defined, context)}
+            return {**node, "values": self._inline(node.get("values"), namespace, defined, context)}
         if isinstance(kind, (dict, list)) or (isinstance(kind, str) and kind not in _PRIMITIVES):
             return {**node, "type": self._inline(kind, namespace, defined, context)}
         return node
+
+
+def _type_name(node: dict[str, Any], namespace: str | None) -> str:
+    name = node.get("name")
+    if not isinstance(name, str) or not name:
+        raise _MalformedError(f"{node.get('type')} has no name")
+    space = node.get("namespace", namespace)
+    return _fullname(name, space if isinstance(space, str) else None)
+
+
+def _fields(node: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    fields = node.get("fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, dict) and "type" in f for f in fields):
+        raise _MalformedError(f"{name}: fields must be a list of objects with a type")
+    return fields
 
 
 def _named_definitions(node: Json, namespace: str | None) -> Iterator[tuple[str, Json]]:
@@ -169,15 +257,15 @@ def _named_definitions(node: Json, namespace: str | None) -> Iterator[tuple[str,
         return
     kind = node.get("type")
     if kind in _NAMED:
-        name = _fullname(str(node["name"]), node.get("namespace", namespace))
+        name = _type_name(node, namespace)
         yield name, node
         child_ns = name.rpartition(".")[0] or None
-        for field in node.get("fields", []):
-            yield from _named_definitions(field["type"], child_ns)
+        for item in _fields(node, name) if kind in ("record", "error") else ():
+            yield from _named_definitions(item["type"], child_ns)
     elif kind == "array":
-        yield from _named_definitions(node["items"], namespace)
+        yield from _named_definitions(node.get("items"), namespace)
     elif kind == "map":
-        yield from _named_definitions(node["values"], namespace)
+        yield from _named_definitions(node.get("values"), namespace)
     elif isinstance(kind, (dict, list)):
         yield from _named_definitions(kind, namespace)
 
@@ -195,14 +283,14 @@ def _references(node: Json, namespace: str | None) -> Iterator[str]:
         return
     kind = node.get("type")
     if kind in _NAMED:
-        name = _fullname(str(node["name"]), node.get("namespace", namespace))
+        name = _type_name(node, namespace)
         child_ns = name.rpartition(".")[0] or None
-        for field in node.get("fields", []):
-            yield from _references(field["type"], child_ns)
+        for item in _fields(node, name) if kind in ("record", "error") else ():
+            yield from _references(item["type"], child_ns)
     elif kind == "array":
-        yield from _references(node["items"], namespace)
+        yield from _references(node.get("items"), namespace)
     elif kind == "map":
-        yield from _references(node["values"], namespace)
+        yield from _references(node.get("values"), namespace)
     else:
         yield from _references(kind, namespace)
 
@@ -212,7 +300,10 @@ def load_schema_dir(directory: Path | None = None) -> SchemaSet:
     root = directory if directory is not None else avro_dir()
     if not root.is_dir():
         raise SchemaError(f"{root}: not a schema directory")
-    texts = {path.name: path.read_text(encoding="utf-8") for path in sorted(root.glob("*.avsc"))}
+    try:
+        texts = {path.name: path.read_bytes() for path in sorted(root.glob("*.avsc"))}
+    except OSError as exc:
+        raise SchemaError(f"{root}: unreadable: {exc.strerror or exc}") from None
     if not texts:
         raise SchemaError(f"{root}: no .avsc files")
     return SchemaSet.from_texts(texts, source=str(root))

@@ -34,6 +34,7 @@ __all__ = [
     "check_against",
     "explain",
     "is_compatible",
+    "root_label",
     "to_avro",
 ]
 
@@ -68,6 +69,7 @@ class Direction(StrEnum):
 
     BACKWARD = "new schema reads data written with the old one"
     FORWARD = "old schema reads data written with the new one"
+    REMOVED = "no schema in the new set reads data written with it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +95,42 @@ class Incompatibility:
         return f"{self.path}: {self.rule} ({self.detail}); breaks {self.against}: {self.direction.value}"
 
 
+def _qualified_aliases(node: Json, namespace: str | None) -> Json:
+    # Avro resolves a named type's short alias in that type's namespace (Java's parser does);
+    # the Python oracle compares aliases as written, so they are qualified first.
+    if isinstance(node, list):
+        return [_qualified_aliases(branch, namespace) for branch in node]
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    kind = node.get("type")
+    if kind in ("record", "error", "enum", "fixed") and isinstance(node.get("name"), str):
+        name = str(node["name"])
+        space = name.rpartition(".")[0] if "." in name else node.get("namespace", namespace)
+        space = space if isinstance(space, str) and space else None
+        aliases = node.get("aliases")
+        if isinstance(aliases, list) and space:
+            out["aliases"] = [
+                f"{space}.{a}" if isinstance(a, str) and "." not in a else a for a in aliases
+            ]
+        if isinstance(node.get("fields"), list):
+            out["fields"] = [
+                {**f, "type": _qualified_aliases(f.get("type"), space)} if isinstance(f, dict) else f
+                for f in node["fields"]
+            ]
+        return out
+    for key in ("items", "values"):
+        if key in node:
+            out[key] = _qualified_aliases(node[key], namespace)
+    if isinstance(kind, (dict, list)):
+        out["type"] = _qualified_aliases(kind, namespace)
+    return out
+
+
 def to_avro(schema: Json) -> avro.schema.Schema:
     """The ``avro`` package's parsed schema (what the oracle works on)."""
     try:
-        return avro.schema.parse(orjson.dumps(schema).decode())
+        return avro.schema.parse(orjson.dumps(_qualified_aliases(schema, None)).decode())
     except Exception as exc:
         raise SchemaError(f"invalid schema for the compatibility check: {exc}") from None
 
@@ -255,16 +289,27 @@ class _Walker:
                 self.walk(field.type, writer_field.type, field_path)
 
 
+def root_label(schema: Any, subject: str | None = None) -> str:
+    """How paths start: a named type's short name, else the subject (or the type)."""
+    if str(schema.type) in ("record", "error", "enum", "fixed"):
+        return str(schema.name)
+    return subject if subject else str(schema.type)
+
+
 def explain(
-    reader: avro.schema.Schema, writer: avro.schema.Schema, *, backward: bool
+    reader: avro.schema.Schema,
+    writer: avro.schema.Schema,
+    *,
+    backward: bool,
+    root: str | None = None,
 ) -> list[tuple[str, str, str]]:
     """``(path, rule, detail)`` for each incompatibility of reader vs writer; empty iff compatible.
 
     ``backward`` says the reader is the new schema (so a missing reader field
-    was *added*); otherwise the reader is the old one.
+    was *added*); otherwise the reader is the old one. ``root`` starts each path.
     """
     walker = _Walker(backward)
-    root = str(getattr(reader, "name", reader.type))
+    root = root or root_label(reader)
     walker.walk(reader, writer, root)
     if not walker.found and not is_compatible(reader, writer):
         result = _new_checker().get_compatibility(reader, writer)
@@ -278,13 +323,29 @@ def _oracle_location(reader: Any, writer: Any) -> str:
 
 
 def check_against(
-    new: Json, previous: Sequence[Previous], mode: CompatMode
+    new: Json, previous: Sequence[Previous], mode: CompatMode, *, subject: str | None = None
 ) -> list[Incompatibility]:
-    """Every incompatibility of ``new`` against ``previous`` (oldest first) under ``mode``."""
+    """Every incompatibility of ``new`` against ``previous`` (oldest first) under ``mode``.
+
+    This is the one verdict engine: every source (directory, git ref, registry)
+    hands its versions here. ``subject`` names an unnamed schema in paths.
+    """
     if mode is CompatMode.NONE or not previous:
         return []
+    try:
+        return _check(new, previous, mode, subject)
+    except RecursionError:
+        raise SchemaError(f"{subject or 'schema'}: nested too deeply to check") from None
+    except SchemaError as exc:
+        raise SchemaError(f"{subject}: {exc}" if subject else str(exc)) from None
+
+
+def _check(
+    new: Json, previous: Sequence[Previous], mode: CompatMode, subject: str | None
+) -> list[Incompatibility]:
     targets = previous if mode.transitive else previous[-1:]
     new_schema = to_avro(new)
+    root = root_label(new_schema, subject)
     out: list[Incompatibility] = []
     for older in targets:
         old_schema = to_avro(older.schema)
@@ -294,7 +355,7 @@ def check_against(
         if mode.forward:
             pairs.append((Direction.FORWARD, old_schema, new_schema, False))
         for direction, reader, writer, backward in pairs:
-            found = explain(reader, writer, backward=backward)
+            found = explain(reader, writer, backward=backward, root=root)
             if not found:
                 continue
             location = _oracle_location(reader, writer)
