@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # CI passes --fresh: a clean clone gets a broker with no topics left from earlier runs.
 BROKER_UP_ARGS ?=
 
-.PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench soak livekit clean
+.PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench fuzz soak livekit clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ demo: setup ## the main job end to end on a local broker
 
 bench: setup broker-up ## benchmarks vs baselines; prints a table and writes bench/results/*.json
 	$(BIN)/python -m bench
+
+FUZZ_EXAMPLES ?= 400
+fuzz: setup broker-up ## hostile-ingress property test, longer than in make test; prints records tried
+	RSPP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -s -p no:cacheprovider tests/fault/test_ingress_fuzz.py -k none_is_lost
 
 SOAK_ARGS ?=
 soak: setup broker-up ## long fault campaign (200 SIGKILLs under load, <= 15 min); summary + soak.json
