@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from uuid import uuid4
 
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
@@ -19,7 +21,8 @@ from streams.runtime.cancelling import apply_cancel
 from streams.runtime.graphs import GraphCache
 from streams.runtime.held import HeldUtterances, overflow_rule
 from streams.runtime.lifecycle import Marker, TurnState, next_markers_to_close
-from streams.runtime.planning import TurnPlanner, next_turn_id
+from streams.runtime.pinning import PinnedBundleError, PinnedBundles
+from streams.runtime.planning import next_turn_id
 from streams.runtime.reports import OutputRecorder
 from streams.runtime.sessions import SEQ_WINDOW, SessionKey, SessionState
 from streams.runtime.stats import EngineStats
@@ -41,13 +44,20 @@ class TurnEngine:
         processor_id: str,
         prefix: str,
         session_gate: object = None,
+        load_bundle: Callable[[str], PipelineBundle] | None = None,
     ) -> None:
         self.writer = writer
         self.bundle = bundle
         self.graphs = graphs
         self.processor_id = processor_id
         self.prefix = prefix
-        self.planner = TurnPlanner(bundle=bundle, processor_id=processor_id, prefix=prefix)
+        # Restored sessions keep the bundle they were admitted under (pinning.py).
+        self.bundles = PinnedBundles(
+            default=bundle,
+            load=load_bundle or _no_bundle_store,
+            processor_id=processor_id,
+            prefix=prefix,
+        )
         self.sessions: dict[SessionKey, SessionState] = {}
         self.turns: dict[TurnKey, ActiveTurn] = {}
         self._open_by_tenant: Counter[str] = Counter()  # admission: open turns per tenant
@@ -64,7 +74,7 @@ class TurnEngine:
 
     def prewarm(self) -> None:
         """Build the bundle's graphs now (models load here), not inside the first turn."""
-        plan = self.planner.warmup_plan()
+        plan = self.bundles.default.warmup_plan()
         for text_input in (False, True):
             self.graphs.for_plan(plan, text_input=text_input)
 
@@ -107,13 +117,7 @@ class TurnEngine:
             self._close_session(session, event)
             return None
         if isinstance(p, ev.Telemetry):
-            self.writer.log(
-                session,
-                p,
-                event_id=event.event_id,
-                ts=event.ts,
-                correlation_id=event.correlation.correlation_id,
-            )
+            self._record(session, event)
             return None
         if isinstance(p, ev.AudioChunk | ev.Transcript | ev.EndOfUtterance):
             return self._data(session, event)
@@ -181,13 +185,7 @@ class TurnEngine:
                 return f"duplicate SESSION_OPEN for open session {event.session_id}"
             # The session's data overtook its open (lanes are separate topics): record it late.
             existing.last_seq_by_lane[event.lane.value] = event.seq
-            self.writer.log(
-                existing,
-                event.payload,
-                event_id=event.event_id,
-                ts=event.ts,
-                correlation_id=event.correlation.correlation_id,
-            )
+            self._record(existing, event)
             return None
         session = self._admit(event, partition, reason=None)
         if session is not None:
@@ -203,6 +201,7 @@ class TurnEngine:
             partition=partition,
             bundle_id=self.bundle.bundle_id,
         )
+        self.bundles.pin(session)
         before = self.sessions.get(session.key)
         if before is not None:
             session.continue_after(before)
@@ -229,7 +228,7 @@ class TurnEngine:
             ev.Admit(reason=reason),
             correlation_id=corr,
             causation_id=cause,
-            bundle_id=self.bundle.bundle_id,
+            bundle_id=session.bundle_id,
         )
         self.stats.sessions_admitted += 1
         return session
@@ -250,13 +249,7 @@ class TurnEngine:
         active = self._active(session)
         if active is not None:
             self._abort(session, active, reason="session closed")
-        self.writer.log(
-            session,
-            event.payload,
-            event_id=event.event_id,
-            ts=event.ts,
-            correlation_id=event.correlation.correlation_id,
-        )
+        self._record(session, event)
         session.close(at=event.ts)
         for item in held:
             self.writer.dead_letter_event(
@@ -264,6 +257,20 @@ class TurnEngine:
                 reason="session closed before this utterance was processed",
                 partition=session.partition,
             )
+
+    def _record(self, session: SessionState, event: ev.Envelope) -> None:
+        """Log an ingress event as the producer sent it (outside any turn)."""
+        corr = event.correlation.correlation_id
+        self.writer.log(
+            session, event.payload, event_id=event.event_id, ts=event.ts, correlation_id=corr
+        )
+
+    def _drain(self, session: SessionState, event: ev.Envelope, *, why: str) -> None:
+        """End a session that cannot go on here (its pinned bundle cannot be loaded, and a
+        silent switch is never an option), with the reason in the log."""
+        close = ev.SessionClose(reason=f"drained: {why}"[:500])
+        drained = replace(event, event_id=str(uuid4()), payload=close, event_type=close.EVENT_TYPE)
+        self._close_session(session, drained)
 
     # -- data & turns -------------------------------------------------------
     def _active(self, session: SessionState) -> ActiveTurn | None:
@@ -280,7 +287,7 @@ class TurnEngine:
             if isinstance(p, ev.EndOfUtterance):
                 return "END_OF_UTTERANCE without an open turn (cancelled or never started)"
             text = isinstance(p, ev.Transcript)
-            if self._tenant_turns(session.tenant_id) >= self.max_turns_per_tenant:
+            if self._open_by_tenant[session.tenant_id] >= self.max_turns_per_tenant:
                 self.writer.log(
                     session,
                     ev.Defer(reason="tenant turn limit reached", retry_after_ms=500),
@@ -289,7 +296,11 @@ class TurnEngine:
                 self.stats.deferred += 1
                 # Deferred, not processed: the input goes to the DLQ intact for a retry.
                 return "deferred: tenant turn limit reached (retry after 500 ms)"
-            active = self._open_turn(session, event, text_input=text)
+            try:
+                active = self._open_turn(session, event, text_input=text)
+            except PinnedBundleError as exc:
+                self._drain(session, event, why=str(exc))
+                return str(exc)
         self._record_input(session, active, event)
         if isinstance(p, ev.AudioChunk):
             if not active.graph.entry_takes_audio:
@@ -332,9 +343,6 @@ class TurnEngine:
         )
         active.last_input_event = recorded.event_id
 
-    def _tenant_turns(self, tenant: str) -> int:
-        return self._open_by_tenant.get(tenant, 0)
-
     def _forget_turn(self, key: TurnKey) -> None:
         if self.turns.pop(key, None) is not None:
             self._open_by_tenant[key.tenant] -= 1
@@ -345,11 +353,12 @@ class TurnEngine:
         epoch = self.writer.leases.epoch(session.partition)
         turn_id = next_turn_id(session)
         trigger = "final_transcript" if text_input else "end_of_utterance"
-        plan = self.planner.plan(session, event, turn_id=turn_id, trigger=trigger, epoch=epoch)
+        planner = self.bundles.planner_for(session)
+        plan = planner.plan(session, event, turn_id=turn_id, trigger=trigger, epoch=epoch)
         stamp = TurnStamp(
             turn_id=turn_id,
             plan_hash=plan.plan_hash,
-            bundle_id=self.bundle.bundle_id,
+            bundle_id=planner.bundle.bundle_id,
             correlation_id=event.correlation.correlation_id,
             trace_id=event.correlation.trace_id,
         )
@@ -541,13 +550,12 @@ class TurnEngine:
                 self._abort(self.sessions[active.session_key], active, reason="turn timeout")
 
     def fail_session(self, key: SessionKey, *, reason: str) -> None:
-        """Applying one of the session's records failed unexpectedly: abort its open turn.
-        The record is dead-lettered by the caller; every other session goes on."""
+        """Applying one of the session's records failed unexpectedly: abort its open turn
+        (the caller dead-letters the record; every other session goes on)."""
         session = self.sessions.get(key)
         active = self._active(session) if session is not None else None
         if session is not None and active is not None and not active.state.is_terminal:
             self._abort(session, active, reason=reason[:300])
-        if session is not None:
             self.dirty.add(key)
 
     def abort_all(self, *, reason: str, partitions: set[int] | None = None) -> None:
@@ -577,3 +585,7 @@ class TurnEngine:
         self.dirty.add(session.key)
         self.held.restore(session.key, pending)
         self._start_pending(session)
+
+
+def _no_bundle_store(ref: str) -> PipelineBundle:
+    raise LookupError("this engine has no bundle store to load other bundles from")

@@ -151,8 +151,10 @@ class Processor:
     def __init__(self, config: ProcessorConfig) -> None:
         self.config = config
         self.holder = config.holder
-        # Publish the bundle we run: replay, export and audit find it by digest in the store.
-        ArtifactStore(config.store or default_store_root()).archive_bundle(config.bundle)
+        # Publish the bundle we run: replay, export and audit find it by digest in the store,
+        # and so does the next processor of a session pinned to it.
+        store = ArtifactStore(config.store or default_store_root())
+        store.archive_bundle(config.bundle)
         self.layout = TopicLayout(prefix=config.prefix, partitions=1)
         self.codec = EventCodec(
             registry=config.schema_registry,
@@ -193,6 +195,7 @@ class Processor:
             processor_id=self.holder,
             prefix=config.prefix,
             session_gate=config.session_gate,
+            load_bundle=store.get_bundle,
         )
         self.engine.prewarm()
         # Everything loaded so far (bundle models, node models, codecs) lives as long as the

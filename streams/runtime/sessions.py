@@ -81,6 +81,7 @@ class SessionSnapshot:
     # Utterances that arrived while the open turn was still responding (base64 of their
     # Confluent frames): their offsets are committed, so the snapshot must carry them.
     pending: tuple[str, ...] = ()
+    bundle_digest: str | None = None  # the pinned bundle (None: written before pinning by digest)
 
     @property
     def key(self) -> SessionKey:
@@ -118,6 +119,7 @@ class SessionState:
     turns_done: int = 0
     closed_at_us: int | None = None
     fence: CancelFence = field(default_factory=CancelFence)
+    bundle_digest: str | None = None
 
     @property
     def key(self) -> SessionKey:
@@ -176,6 +178,7 @@ class SessionState:
             turns_done=self.turns_done,
             closed_at_us=self.closed_at_us,
             pending=pending,
+            bundle_digest=self.bundle_digest,
         )
 
     @staticmethod
@@ -191,6 +194,7 @@ class SessionState:
             closed=snap.closed,
             turns_done=snap.turns_done,
             closed_at_us=snap.closed_at_us,
+            bundle_digest=snap.bundle_digest,
         )
         if snap.open_turn is not None:
             ot = snap.open_turn
