@@ -138,7 +138,8 @@ def describe_acls(bootstrap: str, *, principal: str | None = None, timeout: floa
     )
 
     admin = _admin(bootstrap)
-    flt = AclBindingFilter(
+    # None matches any name, principal and host (the stubs type them as str).
+    match: list[Any] = [
         ResourceType.ANY,
         None,
         ResourcePatternType.ANY,
@@ -146,7 +147,8 @@ def describe_acls(bootstrap: str, *, principal: str | None = None, timeout: floa
         None,
         AclOperation.ANY,
         AclPermissionType.ANY,
-    )
+    ]
+    flt = AclBindingFilter(*match)
     try:
         return list(admin.describe_acls(flt, request_timeout=timeout).result(timeout=timeout))
     except Exception as exc:

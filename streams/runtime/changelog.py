@@ -41,7 +41,7 @@ def read_to_end(
     wanted = sorted(set(partitions))
     if not wanted:
         return
-    settings = kafka_settings(bootstrap, **{"enable.auto.commit": False})
+    settings = {**kafka_settings(bootstrap), "enable.auto.commit": False}
     consumer = Consumer(
         {
             **settings,
