@@ -124,7 +124,40 @@ def apply_acls(
             future.result(timeout=timeout)
         except Exception as exc:
             raise AclError(f"could not create ACL {binding}: {exc}") from exc
+    _wait_visible(bootstrap, [_binding(g) for g in grants], timeout=timeout)
     return grants
+
+
+def _key(binding: Any) -> tuple[str, ...]:
+    return tuple(
+        str(x)
+        for x in (
+            binding.restype,
+            binding.name,
+            binding.resource_pattern_type,
+            binding.principal,
+            binding.host,
+            binding.operation,
+            binding.permission_type,
+        )
+    )
+
+
+def _wait_visible(bootstrap: str, bindings: list[Any], *, timeout: float) -> None:
+    """Wait until the broker's authorizer holds ``bindings``. The controller acknowledges
+    new ACLs before the broker applies them, and a producer that starts in that gap is
+    refused with TOPIC_AUTHORIZATION_FAILED, which it does not retry."""
+    import time
+
+    wanted = {_key(b) for b in bindings}
+    deadline = time.monotonic() + timeout
+    while True:
+        have = {_key(b) for b in describe_acls(bootstrap, timeout=timeout)}
+        if wanted <= have:
+            return
+        if time.monotonic() > deadline:
+            raise AclError(f"{len(wanted - have)} new ACL(s) not in force after {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def describe_acls(bootstrap: str, *, principal: str | None = None, timeout: float = 30.0) -> list[Any]:

@@ -151,6 +151,7 @@ def wait_until_ready(
     while time.monotonic() < deadline:
         if callable(alive) and not alive():
             raise BrokerError(f"broker process exited before {bootstrap} became ready")
+        admin.poll(0)  # serves error_cb
         if refused:
             last_error = refused[-1]
             if not callable(alive):

@@ -15,7 +15,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,9 @@ class BrokerCredentials:
 
     bootstrap: str
     processor: str
-    users: Mapping[str, str]  # name -> password; admin, processor and every tenant
-    controller_password: str
+    # name -> password: admin, processor and every tenant. Never in a repr.
+    users: Mapping[str, str] = field(repr=False)
+    controller_password: str = field(repr=False)
 
     @property
     def tenants(self) -> tuple[str, ...]:
