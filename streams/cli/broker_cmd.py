@@ -95,10 +95,10 @@ def up(
     json_out: JsonOpt = False,
 ) -> None:
     """Start the broker (idempotent) and wait until an AdminClient metadata call answers."""
-    if _external_notice(json_out):
-        return
     if tenant and not secure:
         raise typer.BadParameter("--tenant makes SCRAM users: it needs --secure")
+    if _external_notice(json_out):
+        return
     broker = _broker(
         port, secure=secure, tenants=tuple(tenant or ()), processor_user=processor_user
     )

@@ -3,8 +3,11 @@ deny by default): the broker, not the processor, keeps each tenant on its own la
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,7 +84,7 @@ def _produce(settings: dict[str, Any], topic: str, value: bytes) -> list[str | N
     """Produce one record; return the delivery outcome(s): None for success, else the
     error's name (e.g. TOPIC_AUTHORIZATION_FAILED)."""
     outcomes: list[str | None] = []
-    producer = Producer({**settings, "enable.idempotence": True, "message.timeout.ms": 15000})
+    producer = Producer({"enable.idempotence": True, "message.timeout.ms": 15000, **settings})
     producer.produce(topic, value, key=b"call-1", on_delivery=lambda err, _msg: outcomes.append(err and err.name()))
     producer.flush(30)
     return outcomes
@@ -188,7 +191,7 @@ def test_a_wrong_password_is_refused(secured: Secured) -> None:
         kafka_settings(
             secured.bootstrap,
             credentials=wrong,
-            **{"error_cb": lambda err: errors.append(err.code()), "message.timeout.ms": 5000},
+            **{"error_cb": lambda err: errors.append(err.code()), "message.timeout.ms": 3000},
         ),
         secured.layout.lane_topic(Lane.DATA, "acme"),
         b"x",
@@ -294,3 +297,45 @@ def test_a_plain_broker_state_is_not_silently_secured(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match=r"is plain, not secure.*--secure --fresh"):
         broker.up(timeout=5)
     assert not broker.credentials_file.exists()
+
+
+def _rspp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from streams.cli import main; main(sys.argv[1:])"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_applies_tenant_topics_with_acls_and_delete_removes_them(secured: Secured) -> None:
+    config = secured.broker.config
+    assert config.home is not None
+    as_admin = {**os.environ, "RSPP_HOME": str(config.home), **secured.creds.env("admin")}
+    prefix = f"cli-{uuid.uuid4().hex[:6]}"
+    tenants = ["--tenant", "acme", "-t", "globex"]
+    applied = _rspp("topics", "apply", "--prefix", prefix, "-n", "2", *tenants, "--json", env=as_admin)
+    assert applied.returncode == 0, applied.stderr
+    body = json.loads(applied.stdout)
+    assert len(body["created"]) == 10 and f"{prefix}.globex.data" in body["created"]
+    assert {"principal": "User:acme", "resource": "topic", "name": f"{prefix}.acme.",
+            "pattern": "prefixed", "operation": "write"} in body["acls"]
+    # The new prefix's lanes are acme's to write at once.
+    assert _produce(secured.as_user("acme"), f"{prefix}.acme.data", b"x") == [None]
+    creds = _rspp(
+        "broker", "credentials", "--port", str(config.port), "--user", "acme", "--json", env=as_admin
+    )
+    assert creds.returncode == 0, creds.stderr
+    acme_env = json.loads(creds.stdout)["users"]["acme"]
+    assert acme_env["RSPP_KAFKA_SASL_PASSWORD"] == secured.creds.users["acme"]
+    # A tenant's own principal may not create topics or ACLs.
+    as_acme = {**os.environ, "RSPP_HOME": str(config.home), **acme_env}
+    denied = _rspp("topics", "apply", "--prefix", f"{prefix}x", *tenants, env=as_acme)
+    assert denied.returncode == 1
+    assert denied.stderr.startswith("rspp: error: ") and "Traceback" not in denied.stderr
+    gone = _rspp("topics", "delete", "--prefix", prefix, "--yes", "--json", env=as_admin)
+    assert gone.returncode == 0, gone.stderr
+    assert len(json.loads(gone.stdout)["deleted"]) == 10

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,3 +178,24 @@ def test_inconsistent_security_variables_are_one_line_errors(
         monkeypatch.setenv(key, value)
     with pytest.raises(KafkaConfigError, match=match):
         kafka_settings("h:1")
+
+
+def _rspp(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from streams.cli import main; main(sys.argv[1:])"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_cli_bad_tenant_is_a_one_line_error() -> None:
+    proc = _rspp("topics", "apply", "-p", "p", "--tenant", "Acme", "--bootstrap", "127.0.0.1:1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "rspp: error: invalid tenant 'Acme': use lower-case letters, digits, '_' and '-'"
+    ]
+
+
+def test_cli_tenant_users_need_secure_mode() -> None:
+    proc = _rspp("broker", "up", "--port", "1", "--tenant", "acme")
+    assert proc.returncode == 2
+    assert "needs --secure" in proc.stderr and "Traceback" not in proc.stderr
