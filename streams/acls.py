@@ -5,7 +5,7 @@ its own prefix ``P.<tenant>.``, so a producer cannot put records on another tena
 lanes: the broker refuses them with TOPIC_AUTHORIZATION_FAILED. The processor's
 principal reads every lane topic, owns the output topics, its consumer group and its
 transactional ids. The cluster must deny what no ACL allows
-(``allow.everyone.if.no.acl.found=false``); see ``docs/architecture.md``.
+(``allow.everyone.if.no.acl.found=false``).
 """
 
 from __future__ import annotations
