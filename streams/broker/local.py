@@ -278,11 +278,14 @@ class LocalBroker:
             return
         was_secure = self.credentials_file.exists()
         if was_secure != self.config.secure:
-            have, want = ("secure", "plain") if was_secure else ("plain", "secure")
-            flag = "--secure " if self.config.secure else ""
+            if was_secure:
+                raise BrokerError(
+                    f"the broker in {self.config.state_dir} is secure: pass --secure, or "
+                    "`rspp broker up --fresh` starts it plain (discarding its topics)"
+                )
             raise BrokerError(
-                f"the broker in {self.config.state_dir} is {have}, not {want}; "
-                f"`rspp broker up {flag}--fresh` starts it {want} (discarding its topics)"
+                f"the broker in {self.config.state_dir} is plain, not secure; "
+                "`rspp broker up --secure --fresh` starts it secure (discarding its topics)"
             )
 
     def partitions_on_disk(self) -> int:

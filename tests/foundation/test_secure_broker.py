@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -339,3 +340,43 @@ def test_cli_applies_tenant_topics_with_acls_and_delete_removes_them(secured: Se
     gone = _rspp("topics", "delete", "--prefix", prefix, "--yes", "--json", env=as_admin)
     assert gone.returncode == 0, gone.stderr
     assert len(json.loads(gone.stdout)["deleted"]) == 10
+
+
+def test_the_real_processor_runs_as_the_processor_principal(secured: Secured) -> None:
+    """The ACLs `apply_acls` grants are all the runtime needs: lease and session restore,
+    the consumer group, transactions. (Single-tenant here; the admin plays the service.)"""
+    from pipelines.bundles import read_bundle
+    from streams.runtime.processor import ProcessorConfig
+    from streams.testing import ProcessorThread
+
+    bundle = read_bundle(
+        Path(__file__).resolve().parents[2] / "pipelines" / "bundles" / "voice_assistant_bundle_v1.json"
+    )
+    layout = TopicLayout(prefix=f"st-{uuid.uuid4().hex[:6]}", partitions=1)
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in secured.creds.env("admin").items():
+            env.setenv(key, value)
+        apply_topics(secured.bootstrap, layout)
+        apply_acls(secured.bootstrap, layout)
+        for key, value in secured.creds.env("processor").items():
+            env.setenv(key, value)
+        config = ProcessorConfig(
+            bootstrap=secured.bootstrap, prefix=layout.prefix, bundle=bundle, drain_grace_s=10
+        )
+        with ProcessorThread(config) as running:
+            client = VoiceClient(
+                bootstrap=secured.bootstrap,
+                prefix=layout.prefix,
+                credentials=secured.creds.credentials("admin"),
+            )
+            call = client.open_session("call-1")
+            call.send_transcript("what time is it")
+            assert client.flush(30) == 0
+            for _ in range(240):
+                if running.processor.stats.turns_committed >= 1:
+                    break
+                time.sleep(0.25)
+            call.close()
+            assert client.flush(30) == 0
+    assert running.stats is not None
+    assert running.stats.turns_committed == 1
