@@ -290,16 +290,6 @@ def test_a_tenant_added_later_becomes_a_user_of_the_running_broker(secured: Secu
     )
 
 
-def test_a_plain_broker_state_is_not_silently_secured(tmp_path: Path) -> None:
-    broker = LocalBroker(BrokerConfig(port=free_port_pair(), home=tmp_path, secure=True))
-    data = broker.config.state_dir / "data"
-    data.mkdir(parents=True)
-    (data / "meta.properties").write_text("formatted plain\n")
-    with pytest.raises(BrokerError, match=r"is plain, not secure.*--secure --fresh"):
-        broker.up(timeout=5)
-    assert not broker.credentials_file.exists()
-
-
 def _rspp(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = "import sys; from streams.cli import main; main(sys.argv[1:])"
     return subprocess.run(
