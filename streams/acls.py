@@ -83,7 +83,9 @@ def acl_grants(
 
 
 def _g(principal: str, resource: str, name: str, op: str, *, prefixed: bool) -> AclGrant:
-    return AclGrant(principal=principal, resource=resource, name=name, prefixed=prefixed, operation=op)
+    return AclGrant(
+        principal=principal, resource=resource, name=name, prefixed=prefixed, operation=op
+    )
 
 
 def _binding(grant: AclGrant) -> Any:
@@ -160,7 +162,9 @@ def _wait_visible(bootstrap: str, bindings: list[Any], *, timeout: float) -> Non
         time.sleep(0.1)
 
 
-def describe_acls(bootstrap: str, *, principal: str | None = None, timeout: float = 30.0) -> list[Any]:
+def describe_acls(
+    bootstrap: str, *, principal: str | None = None, timeout: float = 30.0
+) -> list[Any]:
     """The cluster's ACL bindings (of one ``principal``, or all)."""
     from confluent_kafka.admin import (
         AclBindingFilter,

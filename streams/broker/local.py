@@ -236,7 +236,9 @@ class LocalBroker:
         creds = self.credentials()
         if pid is not None:
             try:
-                wait_until_ready(self.config.bootstrap, timeout=2.0, settings=self.client_settings())
+                wait_until_ready(
+                    self.config.bootstrap, timeout=2.0, settings=self.client_settings()
+                )
                 ready = True
             except BrokerError:
                 ready = False

@@ -126,7 +126,9 @@ def ensure_credentials(
         except StreamsError as exc:
             raise BrokerError(str(exc)) from None
         if tenant in reserved:
-            raise BrokerError(f"tenant {tenant!r} would share a name with a broker user; pick another")
+            raise BrokerError(
+                f"tenant {tenant!r} would share a name with a broker user; pick another"
+            )
         wanted.append(tenant)
     current = load_credentials(path)
     if current is not None and current.processor != processor:
@@ -163,7 +165,9 @@ def _password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def secure_properties(creds: BrokerCredentials, *, port: int, controller_port: int) -> dict[str, str]:
+def secure_properties(
+    creds: BrokerCredentials, *, port: int, controller_port: int
+) -> dict[str, str]:
     """server.properties entries that replace the PLAINTEXT listeners."""
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
@@ -206,7 +210,9 @@ def scram_format_args(creds: BrokerCredentials) -> list[str]:
     ]
 
 
-def sync_scram_users(settings: Mapping[str, Any], creds: BrokerCredentials, *, timeout: float) -> list[str]:
+def sync_scram_users(
+    settings: Mapping[str, Any], creds: BrokerCredentials, *, timeout: float
+) -> list[str]:
     """Create the SCRAM users the running broker lacks (tenants added after it was
     formatted); return their names. Existing users are left as they are."""
     from confluent_kafka.admin import (

@@ -103,8 +103,10 @@ def apply(
     else:
         console.print(f"all topics of {prefix!r} already exist")
     if grants:
-        console.print(f"ACLs in place: {len(grants)} rule(s) for {len(layout.tenants)} tenant(s) "
-                      f"and User:{processor_user}")
+        console.print(
+            f"ACLs in place: {len(grants)} rule(s) for {len(layout.tenants)} tenant(s) "
+            f"and User:{processor_user}"
+        )
 
 
 @app.command()
@@ -159,7 +161,9 @@ def delete(
     if not yes:
         names = topic_names(address, starts_with=prefix + ".")
         if json_out:
-            emit_json({"prefix": prefix, "bootstrap": address, "deleted": [], "would_delete": names})
+            emit_json(
+                {"prefix": prefix, "bootstrap": address, "deleted": [], "would_delete": names}
+            )
         else:
             console.print(f"would delete {len(names)} topic(s): {', '.join(names) or '-'}")
             console.print("nothing deleted; re-run with --yes")

@@ -121,7 +121,9 @@ def test_a_plain_broker_state_is_not_silently_secured(tmp_path: Path) -> None:
 
 def test_secure_credentials_are_generated_once_and_kept_private(tmp_path: Path) -> None:
     path = tmp_path / "state" / "credentials.json"
-    first = ensure_credentials(path, bootstrap="127.0.0.1:1", tenants=["acme"], processor="processor")
+    first = ensure_credentials(
+        path, bootstrap="127.0.0.1:1", tenants=["acme"], processor="processor"
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert set(first.users) == {"admin", "processor", "acme"} and first.tenants == ("acme",)
     assert len(set(first.users.values())) == 3  # one password each

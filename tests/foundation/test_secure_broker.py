@@ -56,9 +56,7 @@ class Secured:
 
 
 @pytest.fixture(scope="module")
-def secured(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Secured]:
+def secured(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     # kafka_bootstrap ensures the shared jar cache exists; the jars are linked in, not resolved.
     home = tmp_path_factory.mktemp("secure-broker")
     shared = LocalBroker(BrokerConfig()).ensure_jars().parent
@@ -86,7 +84,12 @@ def _produce(settings: dict[str, Any], topic: str, value: bytes) -> list[str | N
     error's name (e.g. TOPIC_AUTHORIZATION_FAILED)."""
     outcomes: list[str | None] = []
     producer = Producer({"enable.idempotence": True, "message.timeout.ms": 15000, **settings})
-    producer.produce(topic, value, key=b"call-1", on_delivery=lambda err, _msg: outcomes.append(err and err.name()))
+    producer.produce(
+        topic,
+        value,
+        key=b"call-1",
+        on_delivery=lambda err, _msg: outcomes.append(err and err.name()),
+    )
     producer.flush(30)
     return outcomes
 
@@ -201,7 +204,9 @@ def test_a_wrong_password_is_refused(secured: Secured) -> None:
     assert outcomes[0] is not None
     # An unauthenticated (PLAINTEXT) client gets nowhere either.
     with pytest.raises(BrokerError):
-        wait_until_ready(secured.bootstrap, timeout=3, settings={"bootstrap.servers": secured.bootstrap})
+        wait_until_ready(
+            secured.bootstrap, timeout=3, settings={"bootstrap.servers": secured.bootstrap}
+        )
 
 
 def test_the_processor_consumes_every_tenant_and_writes_outputs_in_a_transaction(
@@ -223,9 +228,7 @@ def test_the_processor_consumes_every_tenant_and_writes_outputs_in_a_transaction
             },
         )
     )
-    producer = Producer(
-        secured.as_user("processor", **{"transactional.id": f"{group}.holder-1"})
-    )
+    producer = Producer(secured.as_user("processor", **{"transactional.id": f"{group}.holder-1"}))
     try:
         consumer.subscribe([layout.lane_topic(Lane.TELEMETRY, t) for t in TENANTS])
         seen: dict[str, bytes] = {}
@@ -308,16 +311,30 @@ def test_cli_applies_tenant_topics_with_acls_and_delete_removes_them(secured: Se
     as_admin = {**os.environ, "RSPP_HOME": str(config.home), **secured.creds.env("admin")}
     prefix = f"cli-{uuid.uuid4().hex[:6]}"
     tenants = ["--tenant", "acme", "-t", "globex"]
-    applied = _rspp("topics", "apply", "--prefix", prefix, "-n", "2", *tenants, "--json", env=as_admin)
+    applied = _rspp(
+        "topics", "apply", "--prefix", prefix, "-n", "2", *tenants, "--json", env=as_admin
+    )
     assert applied.returncode == 0, applied.stderr
     body = json.loads(applied.stdout)
     assert len(body["created"]) == 10 and f"{prefix}.globex.data" in body["created"]
-    assert {"principal": "User:acme", "resource": "topic", "name": f"{prefix}.acme.",
-            "pattern": "prefixed", "operation": "write"} in body["acls"]
+    assert {
+        "principal": "User:acme",
+        "resource": "topic",
+        "name": f"{prefix}.acme.",
+        "pattern": "prefixed",
+        "operation": "write",
+    } in body["acls"]
     # The new prefix's lanes are acme's to write at once.
     assert _produce(secured.as_user("acme"), f"{prefix}.acme.data", b"x") == [None]
     creds = _rspp(
-        "broker", "credentials", "--port", str(config.port), "--user", "acme", "--json", env=as_admin
+        "broker",
+        "credentials",
+        "--port",
+        str(config.port),
+        "--user",
+        "acme",
+        "--json",
+        env=as_admin,
     )
     assert creds.returncode == 0, creds.stderr
     acme_env = json.loads(creds.stdout)["users"]["acme"]
@@ -340,7 +357,10 @@ def test_the_real_processor_runs_as_the_processor_principal(secured: Secured) ->
     from streams.testing import ProcessorThread
 
     bundle = read_bundle(
-        Path(__file__).resolve().parents[2] / "pipelines" / "bundles" / "voice_assistant_bundle_v1.json"
+        Path(__file__).resolve().parents[2]
+        / "pipelines"
+        / "bundles"
+        / "voice_assistant_bundle_v1.json"
     )
     layout = TopicLayout(prefix=f"st-{uuid.uuid4().hex[:6]}", partitions=1)
     with pytest.MonkeyPatch.context() as env:

@@ -31,9 +31,7 @@ def test_single_tenant_names_are_unchanged() -> None:
     assert layout.tenant_of("prod.voice.data") is None
     assert layout.lane_of("prod.voice.data") is Lane.DATA
     assert layout.lane_of("prod.voice.log") is None
-    assert [name for name, _, _ in layout.topics()] == [
-        layout.topic(r) for r in TopicRole
-    ]
+    assert [name for name, _, _ in layout.topics()] == [layout.topic(r) for r in TopicRole]
 
 
 def test_each_tenant_gets_its_own_lanes_and_outputs_stay_shared() -> None:
@@ -138,7 +136,10 @@ def test_kafka_settings_read_the_sasl_variables(monkeypatch: pytest.MonkeyPatch)
     for var in ("PROTOCOL", "MECHANISM", "USERNAME", "PASSWORD"):
         monkeypatch.delenv(f"RSPP_KAFKA_SASL_{var}", raising=False)
     monkeypatch.delenv("RSPP_KAFKA_SECURITY_PROTOCOL", raising=False)
-    assert kafka_settings("h:1", **{"group.id": "g"}) == {"bootstrap.servers": "h:1", "group.id": "g"}
+    assert kafka_settings("h:1", **{"group.id": "g"}) == {
+        "bootstrap.servers": "h:1",
+        "group.id": "g",
+    }
     monkeypatch.setenv("RSPP_KAFKA_SASL_USERNAME", "acme")
     monkeypatch.setenv("RSPP_KAFKA_SASL_PASSWORD", "pw")
     assert kafka_settings("h:1") == {
@@ -163,8 +164,11 @@ def test_kafka_settings_read_the_sasl_variables(monkeypatch: pytest.MonkeyPatch)
         ({"RSPP_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs RSPP_KAFKA_SASL_USERNAME"),
         ({"RSPP_KAFKA_SECURITY_PROTOCOL": "TLS"}, "RSPP_KAFKA_SECURITY_PROTOCOL='TLS'"),
         (
-            {"RSPP_KAFKA_SASL_USERNAME": "a", "RSPP_KAFKA_SASL_PASSWORD": "b",
-             "RSPP_KAFKA_SASL_MECHANISM": "GSSAPI"},
+            {
+                "RSPP_KAFKA_SASL_USERNAME": "a",
+                "RSPP_KAFKA_SASL_PASSWORD": "b",
+                "RSPP_KAFKA_SASL_MECHANISM": "GSSAPI",
+            },
             "RSPP_KAFKA_SASL_MECHANISM='GSSAPI'",
         ),
     ],
