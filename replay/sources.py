@@ -26,6 +26,7 @@ from streams.abi.errors import CodecError
 from streams.abi.events import Envelope, EventType
 from streams.abi.records import envelope_from_record
 from streams.abi.schemas import ENVELOPE, fingerprint, load_schema_dir
+from streams.config import kafka_settings
 
 __all__ = [
     "META_PARTITION",
@@ -240,7 +241,7 @@ class KafkaLogSource:
         codec = self._codec or EventCodec()
         keep = _Filter.of(self._window)
         consumer = Consumer({
-            "bootstrap.servers": self.bootstrap,
+            **kafka_settings(self.bootstrap),
             "group.id": f"rspp-replay-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -40,6 +40,7 @@ from streams.abi.events import (
     Transcript,
     TranscriptKind,
 )
+from streams.config import KafkaCredentials, kafka_settings
 from streams.topics import Lane, TopicLayout
 
 __all__ = ["VoiceClient", "VoiceSession"]
@@ -62,11 +63,20 @@ class VoiceClient:
         tenant_id: str = "default",
         source: str = "urn:rspp:voice-client",
         codec: EventCodec | None = None,
+        tenant_lanes: bool = False,
+        credentials: KafkaCredentials | None = None,
     ) -> None:
-        self.layout = TopicLayout(prefix=prefix, partitions=1)
+        """``tenant_lanes``: the deployment is multi-tenant, so publish on this tenant's own
+        lane topics ``P.<tenant_id>.<lane>``. ``credentials``: authenticate as this
+        principal instead of the ``RSPP_KAFKA_SASL_*`` environment (one process can then
+        act for several tenants)."""
+        tenants = (tenant_id,) if tenant_lanes else ()
+        self.layout = TopicLayout(prefix=prefix, partitions=1, tenants=tenants)
         self.tenant_id = tenant_id
         self.codec = codec if codec is not None else EventCodec(source=source)
-        self._producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS})
+        self._producer = Producer(
+            kafka_settings(bootstrap, credentials=credentials, **PRODUCER_DEFAULTS)
+        )
 
     def open_session(self, session_id: str | None = None, *, locale: str = "en-US") -> VoiceSession:
         """Publish SessionOpen on the control lane and return the session handle."""
@@ -79,7 +89,7 @@ class VoiceClient:
     def publish(self, event: Envelope) -> None:
         """Produce one event on its lane topic (keyed by session)."""
         value, headers = self.codec.encode_with_headers(event)
-        topic = self.layout.lane_topic(Lane(event.lane.value))
+        topic = self.layout.lane_topic(Lane(event.lane.value), self.tenant_id)
         while True:
             try:
                 self._producer.produce(topic, value, key=event.session_id, headers=list(headers))

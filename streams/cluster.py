@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from streams.broker import BrokerConfig, LocalBroker, wait_until_ready
-from streams.config import external_bootstrap, kafka_version, local_broker_port
+from streams.config import (
+    external_bootstrap,
+    kafka_credentials_from_env,
+    kafka_version,
+    local_broker_port,
+)
+from streams.errors import BrokerError
 
 __all__ = ["resolve_bootstrap"]
 
@@ -21,6 +27,22 @@ def resolve_bootstrap(
         wait_until_ready(address, timeout=timeout)
         return address
     broker = LocalBroker(BrokerConfig(port=local_broker_port(), version=kafka_version()))
+    creds = broker.credentials()
+    if creds is not None:
+        if kafka_credentials_from_env() is None:
+            raise BrokerError(
+                f"the local broker at {broker.config.bootstrap} is secured: connect as one of "
+                "its users, e.g. `eval \"$(rspp broker credentials --user admin)\"`"
+            )
+        # Started with --secure: keep it so (a plain start would be refused).
+        broker = LocalBroker(
+            BrokerConfig(
+                port=broker.config.port,
+                version=broker.config.version,
+                secure=True,
+                processor_user=creds.processor,
+            )
+        )
     if start_local:
         return broker.up(timeout=timeout).bootstrap
     wait_until_ready(broker.config.bootstrap, timeout=min(timeout, 5.0))

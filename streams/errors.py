@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "StreamsError", "TopicLayoutError"]
+__all__ = ["BrokerError", "KafkaConfigError", "StreamsError", "TopicLayoutError"]
 
 
 class StreamsError(Exception):
@@ -15,3 +15,7 @@ class BrokerError(StreamsError):
 
 class TopicLayoutError(StreamsError):
     """Topics for a prefix are missing, inconsistent, or could not be created."""
+
+
+class KafkaConfigError(StreamsError):
+    """Kafka client settings (security variables, credentials) are missing or inconsistent."""

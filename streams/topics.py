@@ -2,7 +2,8 @@
 
 Lane topics (control, data, telemetry) must share a partition count so that a
 session's three partitions are co-located on one processor, as Kafka Streams
-requires of co-partitioned inputs.
+requires of co-partitioned inputs. In a multi-tenant layout every tenant's lane
+topics share that one count too: one consumer group reads them all.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from streams.config import kafka_settings
 from streams.errors import TopicLayoutError
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "delete_topics",
     "describe_topics",
     "topic_names",
+    "validate_tenant",
 ]
 
 
@@ -46,6 +49,7 @@ class TopicRole(StrEnum):
 
 
 LANE_ROLES = (TopicRole.CONTROL, TopicRole.DATA, TopicRole.TELEMETRY)
+OUTPUT_ROLES = (TopicRole.LOG, TopicRole.LEASES, TopicRole.SESSIONS, TopicRole.DLQ)
 
 # Record size limits. What the processor writes wraps what it read (a dead letter carries
 # the original bytes plus the reason; the log records an input whole), so the topics it
@@ -87,10 +91,17 @@ _ROLE_CONFIGS: dict[TopicRole, dict[str, str]] = {
 
 @dataclass(frozen=True, kw_only=True)
 class TopicLayout:
-    """Names and settings of every topic under one prefix."""
+    """Names and settings of every topic under one prefix.
+
+    Single-tenant (``tenants=()``, the default): one set of lane topics
+    ``P.control``, ``P.data``, ``P.telemetry``. Multi-tenant: each tenant writes its own
+    lane topics ``P.<tenant>.<lane>`` (what a prefixed Kafka ACL on
+    :meth:`tenant_prefix` protects); the output topics (``P.log`` ...) stay shared.
+    """
 
     prefix: str
     partitions: int = 6
+    tenants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c not in _TOPIC_CHARS for c in self.prefix):
@@ -99,8 +110,27 @@ class TopicLayout:
             )
         if self.partitions < 1:
             raise TopicLayoutError(f"partitions must be >= 1 (got {self.partitions})")
+        # Accept any sequence, keep a tuple: the layout is hashable and immutable.
+        object.__setattr__(self, "tenants", tuple(self.tenants))
+        seen: set[str] = set()
+        for tenant in self.tenants:
+            validate_tenant(tenant)
+            if tenant in seen:
+                raise TopicLayoutError(f"tenant {tenant!r} is listed twice")
+            seen.add(tenant)
+
+    @property
+    def multi_tenant(self) -> bool:
+        """True when every tenant has its own lane topics."""
+        return bool(self.tenants)
 
     def topic(self, role: TopicRole) -> str:
+        """The topic of ``role``. Lane roles raise in multi-tenant mode (use :meth:`lane_topic`)."""
+        if self.tenants and role in LANE_ROLES:
+            raise TopicLayoutError(
+                f"prefix {self.prefix!r} has per-tenant {role.value} topics; "
+                "use lane_topic(lane, tenant)"
+            )
         return f"{self.prefix}.{role.value}"
 
     @property
@@ -131,10 +161,95 @@ class TopicLayout:
     def dlq(self) -> str:
         return self.topic(TopicRole.DLQ)
 
-    def lane_topic(self, lane: Lane) -> str:
-        return self.topic(TopicRole(lane.value))
+    def lane_topic(self, lane: Lane, tenant: str | None = None) -> str:
+        """The topic of ``lane``. Multi-tenant: ``tenant`` is required and must be listed.
+        Single-tenant: ``tenant`` is ignored, every tenant shares the one set of lanes."""
+        if not self.tenants:
+            return f"{self.prefix}.{lane.value}"
+        if tenant is None:
+            raise TopicLayoutError(
+                f"prefix {self.prefix!r} is multi-tenant: name the tenant of the {lane.value} lane"
+            )
+        self._require_tenant(tenant)
+        return f"{self.prefix}.{tenant}.{lane.value}"
+
+    def lane_topics(self, lane: Lane | None = None) -> tuple[str, ...]:
+        """Every lane topic (of one ``lane``, or of all), of every tenant, sorted."""
+        lanes = tuple(Lane) if lane is None else (lane,)
+        owners: tuple[str | None, ...] = self.tenants or (None,)
+        return tuple(sorted(self.lane_topic(ln, t) for ln in lanes for t in owners))
+
+    def output_topics(self) -> tuple[str, ...]:
+        """The topics the processor writes (log, leases, sessions, dlq), in role order."""
+        return tuple(self.topic(r) for r in OUTPUT_ROLES)
+
+    def topics(self) -> tuple[tuple[str, TopicRole, str | None], ...]:
+        """Every topic of the layout as ``(name, role, tenant)``: lanes first, then outputs."""
+        rows: list[tuple[str, TopicRole, str | None]] = []
+        for owner in self.tenants or (None,):
+            for lane in Lane:
+                rows.append((self.lane_topic(lane, owner), TopicRole(lane.value), owner))
+        rows.extend((self.topic(r), r, None) for r in OUTPUT_ROLES)
+        return tuple(rows)
+
+    def tenant_prefix(self, tenant: str) -> str:
+        """``P.<tenant>.``: the prefix of the tenant's lane topics (its ACL's resource)."""
+        self._require_tenant(tenant)
+        return f"{self.prefix}.{tenant}."
+
+    def tenant_of(self, topic: str) -> str | None:
+        """The tenant whose lane topic ``topic`` is; None in single-tenant mode or for
+        any other topic."""
+        parsed = self._parse_lane(topic)
+        return parsed[0] if parsed is not None else None
+
+    def lane_of(self, topic: str) -> Lane | None:
+        """The lane of ``topic`` if it is one of this layout's lane topics."""
+        parsed = self._parse_lane(topic)
+        return parsed[1] if parsed is not None else None
+
+    def _parse_lane(self, topic: str) -> tuple[str | None, Lane] | None:
+        head = self.prefix + "."
+        if not topic.startswith(head):
+            return None
+        rest = topic[len(head) :]
+        if not self.tenants:
+            return (None, Lane(rest)) if rest in _LANE_VALUES else None
+        tenant, dot, lane = rest.partition(".")
+        if dot and lane in _LANE_VALUES and tenant in self.tenants:
+            return tenant, Lane(lane)
+        return None
+
+    def _require_tenant(self, tenant: str) -> None:
+        if tenant not in self.tenants:
+            known = ", ".join(self.tenants) or "none: the layout is single-tenant"
+            raise TopicLayoutError(
+                f"unknown tenant {tenant!r} for prefix {self.prefix!r} (tenants: {known})"
+            )
 
 
+def validate_tenant(tenant: str) -> str:
+    """Return ``tenant`` if it can name a tenant's topics and principal; else raise."""
+    if not isinstance(tenant, str) or not tenant:
+        raise TopicLayoutError("a tenant name must be a non-empty string")
+    if len(tenant) > MAX_TENANT_CHARS:
+        raise TopicLayoutError(
+            f"tenant {tenant[:16]!r}... is {len(tenant)} characters; at most {MAX_TENANT_CHARS}"
+        )
+    if any(c not in _TENANT_CHARS for c in tenant):
+        raise TopicLayoutError(
+            f"invalid tenant {tenant!r}: use lower-case letters, digits, '_' and '-'"
+        )
+    if tenant in _ROLE_VALUES:
+        # P.log.control would read as a log topic.
+        raise TopicLayoutError(f"tenant {tenant!r} is a topic role name; pick another")
+    return tenant
+
+
+MAX_TENANT_CHARS = 64
+_TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_LANE_VALUES = frozenset(lane.value for lane in Lane)
+_ROLE_VALUES = frozenset(role.value for role in TopicRole)
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -146,11 +261,13 @@ class TopicDescription:
     partitions: int | None
     replication: int | None
     configs: tuple[tuple[str, str], ...]
+    tenant: str | None = None  # whose lane topic (multi-tenant layouts)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "role": self.role.value,
+            "tenant": self.tenant,
             "exists": self.exists,
             "partitions": self.partitions,
             "replication": self.replication,
@@ -161,7 +278,7 @@ class TopicDescription:
 def _admin(bootstrap: str) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(kafka_settings(bootstrap))
 
 
 def _wanted_configs(role: TopicRole, replication: int) -> dict[str, str]:
@@ -181,8 +298,7 @@ def describe_topics(
     metadata = admin.list_topics(timeout=timeout)
     rows: list[TopicDescription] = []
     resources = []
-    for role in TopicRole:
-        name = layout.topic(role)
+    for name, _, _ in layout.topics():
         if name in metadata.topics and metadata.topics[name].error is None:
             resources.append(ConfigResource(ResourceType.TOPIC, name))
     config_futures = admin.describe_configs(resources) if resources else {}
@@ -201,8 +317,7 @@ def describe_topics(
                 "max.message.bytes",
             )
         }
-    for role in TopicRole:
-        name = layout.topic(role)
+    for name, role, tenant in layout.topics():
         topic_md = metadata.topics.get(name)
         if topic_md is None or topic_md.error is not None:
             rows.append(
@@ -213,6 +328,7 @@ def describe_topics(
                     partitions=None,
                     replication=None,
                     configs=(),
+                    tenant=tenant,
                 )
             )
             continue
@@ -226,6 +342,7 @@ def describe_topics(
                 partitions=len(parts),
                 replication=replication,
                 configs=tuple(sorted(configs_by_topic.get(name, {}).items())),
+                tenant=tenant,
             )
         )
     return rows
@@ -257,8 +374,7 @@ def apply_topics(
     existing = _partition_counts(metadata, layout)
     _check_lanes(layout, existing)
     new_topics = []
-    for role in TopicRole:
-        name = layout.topic(role)
+    for name, role, _ in layout.topics():
         if name in existing:
             continue
         new_topics.append(
@@ -295,11 +411,8 @@ def _partition_counts(metadata: Any, layout: TopicLayout) -> dict[str, int]:
 
 def _check_lanes(layout: TopicLayout, existing: dict[str, int]) -> None:
     """Refuse lane topics that are not co-partitioned or not ``layout.partitions`` wide."""
-    lane_counts = {
-        layout.topic(r): existing[layout.topic(r)]
-        for r in LANE_ROLES
-        if layout.topic(r) in existing
-    }
+    # Every tenant's lanes: one processor group consumes them all with the range assignor.
+    lane_counts = {name: existing[name] for name in layout.lane_topics() if name in existing}
     if len(set(lane_counts.values())) > 1:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(lane_counts.items()))
         raise TopicLayoutError(

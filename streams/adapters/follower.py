@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, Top
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
+from streams.config import kafka_settings
 from streams.topics import TopicLayout
 
 __all__ = ["LogFollower", "Playback", "SessionView", "TurnView"]
@@ -84,7 +85,7 @@ class LogFollower:
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka_settings(bootstrap),
                 "group.id": f"rspp-follower-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

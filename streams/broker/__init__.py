@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from streams.broker.local import BrokerConfig, BrokerStatus, LocalBroker, wait_until_ready
+from streams.broker.secure import BrokerCredentials
 
-__all__ = ["BrokerConfig", "BrokerStatus", "LocalBroker", "wait_until_ready"]
+__all__ = ["BrokerConfig", "BrokerCredentials", "BrokerStatus", "LocalBroker", "wait_until_ready"]

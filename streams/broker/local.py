@@ -21,7 +21,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from streams.config import kafka_version, rspp_home
+from streams.broker.secure import (
+    BrokerCredentials,
+    ensure_credentials,
+    load_credentials,
+    scram_format_args,
+    secure_properties,
+    sync_scram_users,
+    write_private,
+)
+from streams.config import kafka_settings, kafka_version, rspp_home
 from streams.errors import BrokerError
 
 __all__ = ["CROWDED_PARTITIONS", "BrokerConfig", "BrokerStatus", "LocalBroker", "wait_until_ready"]
@@ -41,6 +50,10 @@ class BrokerConfig:
     controller_port: int | None = None  # default: port + 1
     home: Path | None = None  # default: $RSPP_HOME or ~/.cache/rspp
     heap: str = "768m"
+    # Secure mode (`rspp broker up --secure`): SASL/SCRAM, ACLs enforced, deny by default.
+    secure: bool = False
+    tenants: tuple[str, ...] = ()  # one SCRAM user each (secure mode)
+    processor_user: str = "processor"
 
     @property
     def root(self) -> Path:
@@ -75,6 +88,8 @@ class BrokerStatus:
     state_dir: str
     log_file: str
     partitions_on_disk: int
+    secure: bool = False
+    users: tuple[str, ...] = ()  # SCRAM users of a secure broker (names only)
 
     @property
     def crowded(self) -> bool:
@@ -91,24 +106,44 @@ class BrokerStatus:
             "state_dir": self.state_dir,
             "log_file": self.log_file,
             "partitions_on_disk": self.partitions_on_disk,
+            "secure": self.secure,
+            "security_protocol": "SASL_PLAINTEXT" if self.secure else "PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-256" if self.secure else None,
+            "users": list(self.users),
         }
 
 
-def wait_until_ready(bootstrap: str, *, timeout: float, alive: object = None) -> None:
+def wait_until_ready(
+    bootstrap: str,
+    *,
+    timeout: float,
+    alive: object = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
     """Block until an AdminClient metadata call lists at least one broker.
 
     ``alive`` is an optional zero-argument callable: when it returns False the
-    wait stops early (the process died), so the caller can say why.
+    wait stops early (the process died), so the caller can say why. ``settings``
+    are the client's (default :func:`streams.config.kafka_settings`). Refused
+    credentials end the wait at once, unless ``alive`` says a broker is starting.
     """
+    from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient
 
     quiet = logging.getLogger("rspp.kafka.admin")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
+    refused: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() == KafkaError._AUTHENTICATION:
+            refused.append(err.str())
+
     conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
+        **(settings if settings is not None else kafka_settings(bootstrap)),
         "socket.connection.setup.timeout.ms": 1000,
         "logger": quiet,  # silences librdkafka's connection-refused lines while we wait
+        "error_cb": on_error,
     }
     admin = AdminClient(conf)
     deadline = time.monotonic() + timeout
@@ -116,6 +151,11 @@ def wait_until_ready(bootstrap: str, *, timeout: float, alive: object = None) ->
     while time.monotonic() < deadline:
         if callable(alive) and not alive():
             raise BrokerError(f"broker process exited before {bootstrap} became ready")
+        admin.poll(0)  # serves error_cb
+        if refused:
+            last_error = refused[-1]
+            if not callable(alive):
+                raise BrokerError(f"{bootstrap} refused the client's credentials: {last_error}")
         try:
             metadata = admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
             if metadata.brokers:
@@ -193,9 +233,12 @@ class LocalBroker:
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
         ready = False
+        creds = self.credentials()
         if pid is not None:
             try:
-                wait_until_ready(self.config.bootstrap, timeout=2.0)
+                wait_until_ready(
+                    self.config.bootstrap, timeout=2.0, settings=self.client_settings()
+                )
                 ready = True
             except BrokerError:
                 ready = False
@@ -208,7 +251,44 @@ class LocalBroker:
             state_dir=str(self.config.state_dir),
             log_file=str(self.log_file),
             partitions_on_disk=self.partitions_on_disk(),
+            secure=creds is not None,
+            users=tuple(sorted(creds.users)) if creds is not None else (),
         )
+
+    # -- secure mode -----------------------------------------------------------
+    @property
+    def credentials_file(self) -> Path:
+        return self.config.state_dir / "credentials.json"
+
+    def credentials(self) -> BrokerCredentials | None:
+        """The users and passwords of a broker started with ``secure``; None for a plain one."""
+        return load_credentials(self.credentials_file)
+
+    def client_settings(self) -> dict[str, Any]:
+        """Client settings for this broker: PLAINTEXT, or the ``admin`` super user when secure."""
+        creds = self.credentials()
+        if creds is None:
+            return {"bootstrap.servers": self.config.bootstrap}
+        return {
+            "bootstrap.servers": self.config.bootstrap,
+            **creds.credentials("admin").settings(),
+        }
+
+    def _check_mode(self) -> None:
+        """Refuse to flip a formatted broker between plain and secure without ``fresh``."""
+        if not (self._data_dir / "meta.properties").exists():
+            return
+        was_secure = self.credentials_file.exists()
+        if was_secure != self.config.secure:
+            if was_secure:
+                raise BrokerError(
+                    f"the broker in {self.config.state_dir} is secure: pass --secure, or "
+                    "`rspp broker up --fresh` starts it plain (discarding its topics)"
+                )
+            raise BrokerError(
+                f"the broker in {self.config.state_dir} is plain, not secure; "
+                "`rspp broker up --secure --fresh` starts it secure (discarding its topics)"
+            )
 
     def partitions_on_disk(self) -> int:
         """Topic partitions the broker keeps in its data dir (Kafka's internal ones included)."""
@@ -231,6 +311,17 @@ class LocalBroker:
         if fresh:
             self.down()
             shutil.rmtree(self._data_dir, ignore_errors=True)
+            if not self.config.secure:
+                self.credentials_file.unlink(missing_ok=True)
+        self._check_mode()
+        creds: BrokerCredentials | None = None
+        if self.config.secure:
+            creds = ensure_credentials(
+                self.credentials_file,
+                bootstrap=self.config.bootstrap,
+                tenants=self.config.tenants,
+                processor=self.config.processor_user,
+            )
         pid = self._live_pid()
         if pid is None:
             jars = self.ensure_jars()
@@ -242,10 +333,19 @@ class LocalBroker:
                     "pick another with --port or stop that process"
                 )
             pid = self._spawn(jars)
+        settings = self.client_settings()
         try:
-            wait_until_ready(self.config.bootstrap, timeout=timeout, alive=lambda: _pid_alive(pid))
+            wait_until_ready(
+                self.config.bootstrap,
+                timeout=timeout,
+                alive=lambda: _pid_alive(pid),
+                settings=settings,
+            )
         except BrokerError as exc:
             raise BrokerError(f"{exc}: {self._last_failure()}") from None
+        if creds is not None:
+            # Tenants named after the broker was formatted become users now.
+            sync_scram_users(settings, creds, timeout=timeout)
         return self.status()
 
     def _last_failure(self) -> str:
@@ -326,8 +426,14 @@ class LocalBroker:
             "log.segment.bytes": str(64 * 1024 * 1024),
             "auto.create.topics.enable": "false",
         }
-        body = "".join(f"{k}={v}\n" for k, v in props.items())
-        self._properties_file.write_text("# written by `rspp broker up`\n" + body)
+        creds = self.credentials() if cfg.secure else None
+        if creds is not None:
+            props.update(secure_properties(creds, port=cfg.port, controller_port=ctl))
+        body = "# written by `rspp broker up`\n" + "".join(f"{k}={v}\n" for k, v in props.items())
+        if creds is not None:
+            write_private(self._properties_file, body)  # holds the admin's password
+        else:
+            self._properties_file.write_text(body)
 
     def _format_storage(self, jars: Path) -> None:
         if (self._data_dir / "meta.properties").exists():
@@ -353,6 +459,9 @@ class LocalBroker:
             "-c",
             str(self._properties_file),
         ]
+        creds = self.credentials() if self.config.secure else None
+        if creds is not None:
+            cmd += scram_format_args(creds)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -16,7 +17,9 @@ app = typer.Typer(
     help=(
         "Manage a single-node Apache Kafka broker (KRaft mode) resolved from Maven Central.\n\n"
         "Jars are cached under $RSPP_HOME (default ~/.cache/rspp). Needs Java 17+ and Maven. "
-        "When RSPP_BOOTSTRAP is set, RSPP uses that cluster and these commands start nothing."
+        "When RSPP_BOOTSTRAP is set, RSPP uses that cluster and these commands start nothing.\n\n"
+        "Multi-tenant: `rspp broker up --secure --tenant acme --tenant globex` starts it with "
+        "SASL/SCRAM and ACLs enforced; `rspp broker credentials` prints how to connect."
     ),
     no_args_is_help=True,
 )
@@ -27,8 +30,22 @@ PortOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _broker(port: int | None) -> LocalBroker:
-    return LocalBroker(BrokerConfig(port=port or local_broker_port(), version=kafka_version()))
+def _broker(
+    port: int | None,
+    *,
+    secure: bool = False,
+    tenants: tuple[str, ...] = (),
+    processor_user: str = "processor",
+) -> LocalBroker:
+    return LocalBroker(
+        BrokerConfig(
+            port=port or local_broker_port(),
+            version=kafka_version(),
+            secure=secure,
+            tenants=tenants,
+            processor_user=processor_user,
+        )
+    )
 
 
 def _external_notice(json_out: bool) -> bool:
@@ -54,12 +71,37 @@ def up(
             "--fresh", help="Stop it if running and discard every topic first (CI starts clean)."
         ),
     ] = False,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="SASL_PLAINTEXT with SCRAM-SHA-256, StandardAuthorizer, deny unless an ACL "
+            "allows: users `admin` (super user), the processor, and one per --tenant; "
+            "passwords in <state dir>/credentials.json (0600).",
+        ),
+    ] = False,
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="With --secure: a SCRAM user for this tenant (repeat per tenant; adding one "
+            "to a running broker creates the user).",
+        ),
+    ] = None,
+    processor_user: Annotated[
+        str, typer.Option("--processor-user", help="With --secure: the processor's user.")
+    ] = "processor",
     json_out: JsonOpt = False,
 ) -> None:
     """Start the broker (idempotent) and wait until an AdminClient metadata call answers."""
+    if tenant and not secure:
+        raise typer.BadParameter("--tenant makes SCRAM users: it needs --secure")
     if _external_notice(json_out):
         return
-    broker = _broker(port)
+    broker = _broker(
+        port, secure=secure, tenants=tuple(tenant or ()), processor_user=processor_user
+    )
     if not json_out:
         err_console.print(
             f"starting Apache Kafka {broker.config.version} on {broker.config.bootstrap} ..."
@@ -71,6 +113,11 @@ def up(
     console.print(
         f"broker ready at [bold]{status.bootstrap}[/] (pid {status.pid}, Kafka {status.version})"
     )
+    if status.secure:
+        console.print(
+            f"secured: SASL_PLAINTEXT/SCRAM-SHA-256, users {', '.join(status.users)}; "
+            "`rspp broker credentials --user admin` prints how to connect"
+        )
     _warn_if_crowded(status)
 
 
@@ -112,6 +159,9 @@ def status(port: PortOpt = None, json_out: JsonOpt = False) -> None:
         console.print(f"state dir: {st.state_dir}")
         console.print(f"log file:  {st.log_file}")
         console.print(f"partitions on disk: {st.partitions_on_disk}")
+        if st.secure:
+            console.print("security:  SASL_PLAINTEXT, SCRAM-SHA-256, ACLs enforced")
+            console.print(f"users:     {', '.join(st.users)} (`rspp broker credentials`)")
         _warn_if_crowded(st)
     if not st.ready:
         raise typer.Exit(1)
@@ -125,3 +175,34 @@ def logs(
     """Print the end of the broker's server log."""
     for line in _broker(port).logs(lines=lines):
         typer.echo(line)
+
+
+@app.command()
+def credentials(
+    port: PortOpt = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", "-u", help="Only this user, as `export` lines for eval."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """How to connect to the secure broker: RSPP_BOOTSTRAP and RSPP_KAFKA_* per user.
+
+    `eval "$(rspp broker credentials --user admin)"` then `rspp topics apply ... --tenant
+    acme`; `--user processor` for `rspp run`; `--user acme` for acme's voice service.
+    """
+    creds = _broker(port).credentials()
+    if creds is None:
+        raise typer.BadParameter(
+            "this broker is not secured (start it with `rspp broker up --secure`)",
+            param_hint="--port",
+        )
+    users = [user] if user is not None else sorted(creds.users)
+    envs = {u: creds.env(u) for u in users}  # raises for an unknown --user
+    if json_out:
+        emit_json({"bootstrap": creds.bootstrap, "users": envs})
+        return
+    for name, env in envs.items():
+        if user is None:
+            typer.echo(f"# {name}: {creds.role(name)}")
+        typer.echo("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))

@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from streams.config import kafka_settings
 from streams.lanes.config import LaneConfig
 from streams.lanes.errors import IngressError, LaneConfigError
 from streams.lanes.offsets import OffsetTracker
@@ -94,7 +95,7 @@ class LaneIngress:
         self._lane_of_topic = {layout.lane_topic(lane): lane for lane in Lane}
         self._tenant_of_topic: dict[str, str] = {}
         settings: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
+            **kafka_settings(bootstrap),
             "group.id": group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

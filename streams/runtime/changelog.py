@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from streams.config import kafka_settings
 from streams.runtime.errors import ProcessorError
 
 __all__ = ["OPEN_TXN_GRACE_S", "read_to_end"]
@@ -40,7 +41,7 @@ def read_to_end(
     wanted = sorted(set(partitions))
     if not wanted:
         return
-    settings = {"bootstrap.servers": bootstrap, "enable.auto.commit": False}
+    settings = {**kafka_settings(bootstrap), "enable.auto.commit": False}
     consumer = Consumer(
         {
             **settings,

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from streams.config import kafka_settings
 from streams.runtime.errors import FencedError, ProcessorError
 from streams.topics import OUTPUT_MAX_RECORD_BYTES
 
@@ -123,7 +124,7 @@ class TransactionalEgress:
         self.config = config
         quiet = quiet_kafka_logger("rspp.kafka.producer")
         settings: dict[str, Any] = {
-            "bootstrap.servers": config.bootstrap,
+            **kafka_settings(config.bootstrap),
             "linger.ms": config.linger_ms,
             "enable.idempotence": True,
             "acks": "all",

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from streams.broker import BrokerConfig, LocalBroker
 from streams.broker.local import CROWDED_PARTITIONS
+from streams.broker.secure import (
+    ensure_credentials,
+    load_credentials,
+    scram_format_args,
+    secure_properties,
+    write_private,
+)
+from streams.errors import BrokerError
 
 
 def _free_port() -> int:
@@ -91,3 +102,56 @@ def test_bad_prefix_cli_error_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "rspp: error: invalid prefix 'bad prefix': use letters, digits, '.', '_' and '-'"
     ]
+
+
+def test_a_plain_broker_state_is_not_silently_secured(tmp_path: Path) -> None:
+    broker = LocalBroker(BrokerConfig(port=_free_port(), home=tmp_path, secure=True))
+    data = broker.config.state_dir / "data"
+    data.mkdir(parents=True)
+    (data / "meta.properties").write_text("formatted plain\n")
+    with pytest.raises(BrokerError, match=r"is plain, not secure.*--secure --fresh"):
+        broker.up(timeout=5)
+    assert not broker.credentials_file.exists()
+    # And a secure one is not silently started plain.
+    write_private(broker.credentials_file, "{}")
+    plain = LocalBroker(replace(broker.config, secure=False))
+    with pytest.raises(BrokerError, match="is secure: pass --secure"):
+        plain.up(timeout=5)
+
+
+def test_secure_credentials_are_generated_once_and_kept_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "credentials.json"
+    first = ensure_credentials(
+        path, bootstrap="127.0.0.1:1", tenants=["acme"], processor="processor"
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert set(first.users) == {"admin", "processor", "acme"} and first.tenants == ("acme",)
+    assert len(set(first.users.values())) == 3  # one password each
+    assert first.users["acme"] not in repr(first) and first.controller_password not in repr(first)
+    grown = ensure_credentials(
+        path, bootstrap="127.0.0.1:1", tenants=["acme", "globex"], processor="processor"
+    )
+    assert grown.users["acme"] == first.users["acme"]  # configured clients keep working
+    assert grown.controller_password == first.controller_password
+    assert load_credentials(path) == grown
+    for reserved in ("admin", "processor", "controller"):
+        with pytest.raises(BrokerError, match="share a name"):
+            ensure_credentials(path, bootstrap="b", tenants=[reserved], processor="processor")
+    with pytest.raises(BrokerError, match="invalid tenant"):
+        ensure_credentials(path, bootstrap="b", tenants=["Acme"], processor="processor")
+
+
+def test_secure_properties_deny_by_default_and_have_no_anonymous_super_user(tmp_path: Path) -> None:
+    creds = ensure_credentials(
+        tmp_path / "c.json", bootstrap="127.0.0.1:1", tenants=["acme"], processor="processor"
+    )
+    props = secure_properties(creds, port=1, controller_port=2)
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert "PLAINTEXT:PLAINTEXT" not in props["listener.security.protocol.map"]
+    assert "ANONYMOUS" not in props["super.users"]
+    args = scram_format_args(creds)
+    assert args.count("--add-scram") == 3
+    assert all(
+        not arg.startswith("SCRAM") or arg.count(",") == 2 for arg in args
+    )  # name, iterations, password: a password never adds a separator
