@@ -132,6 +132,16 @@ def run(
             help="Upper bound on that wait while the data partition is still backed up.",
         ),
     ] = 5_000,
+    tenants: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="Multi-tenant deployment: consume this tenant's own lanes P.<tenant>.<lane> "
+            "(repeat for each tenant). A record's tenant is then its topic's; a body that "
+            "names another tenant is dead-lettered. Without it the lanes P.<lane> are shared.",
+        ),
+    ] = None,
     bootstrap: BootstrapOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -157,8 +167,9 @@ def run(
             f"bundle {loaded.bundle_id} refused by the version-skew policy: {problem}"
         )
     address = resolve_bootstrap(bootstrap, timeout=30)
+    layout = TopicLayout(prefix=prefix, partitions=partitions, tenants=tuple(tenants or ()))
     if apply:
-        apply_topics(address, TopicLayout(prefix=prefix, partitions=partitions))
+        apply_topics(address, layout)
     from streams.extensions import ExtensionRegistry
 
     extensions = ExtensionRegistry.from_directory()
@@ -166,6 +177,7 @@ def run(
         bootstrap=address,
         prefix=prefix,
         bundle=loaded,
+        tenants=layout.tenants,
         group_id=group,
         processor_id=processor_id,
         commit_interval_ms=commit_ms,
@@ -376,6 +388,13 @@ def produce(
         int, typer.Option("--partitions", help="Partitions of the prefix's topics.")
     ] = 6,
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant id.")] = "default",
+    tenant_lanes: Annotated[
+        bool,
+        typer.Option(
+            "--tenant-lanes",
+            help="The deployment is multi-tenant: write the tenant's own lanes P.<tenant>.<lane>.",
+        ),
+    ] = False,
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Act as a voice service: open a session, send utterances, show the replies from the log.
@@ -391,7 +410,9 @@ def produce(
     from streams.nodes import synthesize_pcm16
 
     address = resolve_bootstrap(bootstrap, timeout=15)
-    client = VoiceClient(bootstrap=address, prefix=prefix, tenant_id=tenant)
+    client = VoiceClient(
+        bootstrap=address, prefix=prefix, tenant_id=tenant, tenant_lanes=tenant_lanes
+    )
     follower = (
         # Only this command's session matters: skip older history on a long-lived prefix.
         LogFollower(

@@ -92,8 +92,17 @@ class LaneIngress:
         # Partitions whose last fetch reached the end (librdkafka's partition EOF event):
         # nothing more was in the log when we last looked. Cleared by the next record.
         self._at_end: set[TP] = set()
-        self._lane_of_topic = {layout.lane_topic(lane): lane for lane in Lane}
+        # Multi-tenant layouts have one set of lanes per tenant; the topic says both.
+        self._lane_of_topic: dict[str, Lane] = {}
         self._tenant_of_topic: dict[str, str] = {}
+        for topic in layout.lane_topics():
+            lane = layout.lane_of(topic)
+            assert lane is not None  # lane_topics() lists lane topics only
+            self._lane_of_topic[topic] = lane
+            owner = layout.tenant_of(topic)
+            if owner is not None:
+                self._tenant_of_topic[topic] = owner
+        self._control_topics = layout.lane_topics(Lane.CONTROL)
         settings: dict[str, Any] = {
             **kafka_settings(bootstrap),
             "group.id": group_id,
@@ -117,10 +126,11 @@ class LaneIngress:
             # Connect and learn the control topic's leaders now: the first cancel after
             # an assignment must not wait for a cold connection and metadata lookup.
             with contextlib.suppress(KafkaException):
-                self._control.list_topics(topic=layout.control, timeout=5)
-            topics = [layout.data, layout.telemetry]
+                for topic in self._control_topics:
+                    self._control.list_topics(topic=topic, timeout=5)
+            topics = [*layout.lane_topics(Lane.DATA), *layout.lane_topics(Lane.TELEMETRY)]
         else:
-            topics = [layout.control, layout.data, layout.telemetry]
+            topics = list(layout.lane_topics())
         self._main.subscribe(
             topics, on_assign=self._assign_cb, on_revoke=self._revoke_cb, on_lost=self._revoke_cb
         )
@@ -160,13 +170,14 @@ class LaneIngress:
         """True when a control record is queued (the processor then breaks off other work)."""
         return self._scheduler.depth(Lane.CONTROL) > 0
 
-    def lane_idle(self, lane: Lane, partition: int) -> bool:
-        """``lane``'s ``partition`` is caught up: its last fetch reached the end of the log
-        and nothing of it is queued here."""
-        tp = (self._layout.lane_topic(lane), partition)
-        if tp not in self._at_end or tp in self._blocked:
+    def lane_idle(self, topic: str, partition: int) -> bool:
+        """Lane ``topic``'s ``partition`` is caught up: its last fetch reached the end of the
+        log and nothing of it is queued here."""
+        tp = (topic, partition)
+        lane = self._lane_of_topic.get(topic)
+        if lane is None or tp not in self._at_end or tp in self._blocked:
             return False
-        return not self._scheduler.holds_partition(lane, partition)
+        return not self._scheduler.holds_partition(lane, partition, topic=topic)
 
     def positions(self) -> list[TopicPartition]:
         """Next offset to commit per partition (last handled + 1, never past a queued record)."""
@@ -278,13 +289,12 @@ class LaneIngress:
     # -- backpressure -------------------------------------------------------------
 
     def _consumer_for(self, topic: str) -> Any:
-        if self._control is not None and topic == self._layout.control:
+        if self._control is not None and self._lane_of_topic.get(topic) is Lane.CONTROL:
             return self._control
         return self._main
 
     def _pause_lane(self, lane: Lane, *, extra: TP) -> None:
-        lane_topic = self._layout.lane_topic(lane)
-        targets = {tp for tp in self._assigned if tp[0] == lane_topic}
+        targets = {tp for tp in self._assigned if self._lane_of_topic.get(tp[0]) is lane}
         targets.add(extra)  # a record whose header lane differs from its topic's
         newly: list[TP] = []
         # Pausing drops what librdkafka prefetched: an earlier end-of-partition no longer holds.
@@ -314,7 +324,7 @@ class LaneIngress:
         tps = [(p.topic, p.partition) for p in partitions]
         if self._control is not None:
             numbers = sorted({number for _, number in tps})
-            tps += [(self._layout.control, number) for number in numbers]
+            tps += [(topic, number) for topic in self._control_topics for number in numbers]
         return sorted(set(tps))
 
     def _assign_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -345,7 +355,7 @@ class LaneIngress:
                 self._resume_lane(lane)
 
     def _sync_control(self) -> None:
-        mine = sorted(tp for tp in self._assigned if tp[0] == self._layout.control)
+        mine = sorted(tp for tp in self._assigned if tp[0] in self._control_topics)
         if not mine:
             self._control.unassign()
             return

@@ -138,9 +138,13 @@ class LaneScheduler:
         """A copy of one lane's queue, oldest first (diagnostics and tests)."""
         return tuple(self._queues[lane])
 
-    def holds_partition(self, lane: Lane, partition: int) -> bool:
-        """A record of ``partition`` is queued on ``lane`` (no copy of the queue)."""
-        return any(r.partition == partition for r in self._queues[lane])
+    def holds_partition(self, lane: Lane, partition: int, *, topic: str | None = None) -> bool:
+        """A record of ``partition`` (of ``topic``, when given: multi-tenant layouts have a
+        topic per tenant and lane) is queued on ``lane`` (no copy of the queue)."""
+        return any(
+            r.partition == partition and (topic is None or r.topic == topic)
+            for r in self._queues[lane]
+        )
 
     def below_low_watermark(self, lane: Lane) -> bool:
         return len(self._queues[lane]) <= self._config.limits(lane).low_watermark

@@ -43,6 +43,7 @@ class CloseBarrier:
 class HeldClose:
     event: Envelope
     partition: int
+    data_topic: str  # the session's data lane (each tenant has its own in a multi-tenant layout)
     ts_us: int  # when the service sent the close: the stream time the data lane must pass
     since: float  # monotonic time it was held
     record: LaneRecord | None  # the original record (None when restored from a snapshot)
@@ -55,15 +56,24 @@ class HeldCloses:
     barrier: CloseBarrier = field(default_factory=CloseBarrier)
     clock: Callable[[], float] = time.monotonic
     _held: dict[SessionKey, HeldClose] = field(default_factory=dict)
-    _data_time: dict[int, int] = field(default_factory=dict)  # partition -> max data ts (µs)
+    # (data topic, partition) -> max data ts seen (µs)
+    _data_time: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def hold(self, event: Envelope, *, partition: int, record: LaneRecord | None) -> None:
+    def hold(
+        self,
+        event: Envelope,
+        *,
+        partition: int,
+        record: LaneRecord | None,
+        data_topic: str = "",
+    ) -> None:
         self._held[SessionKey.of(event)] = HeldClose(
             event=event,
             partition=partition,
+            data_topic=data_topic,
             ts_us=micros(event.ts),
             since=self.clock(),
             record=record,
@@ -80,16 +90,17 @@ class HeldCloses:
         held = self._held.get(key)
         return () if held is None else (held.event,)
 
-    def data_seen(self, partition: int, event: Envelope) -> None:
+    def data_seen(self, partition: int, event: Envelope, *, data_topic: str = "") -> None:
         """A data event of ``partition`` was handled: stream time moves forward."""
         ts = micros(event.ts)
-        if ts > self._data_time.get(partition, -1):
-            self._data_time[partition] = ts
+        stream = (data_topic, partition)
+        if ts > self._data_time.get(stream, -1):
+            self._data_time[stream] = ts
 
-    def due(self, *, data_idle: Callable[[int], bool]) -> list[HeldClose]:
+    def due(self, *, data_idle: Callable[[HeldClose], bool]) -> list[HeldClose]:
         """Remove and return the closes whose barrier is passed, oldest first.
 
-        ``data_idle(partition)``: that data partition is caught up (its last fetch reached
+        ``data_idle(held)``: the held close's data partition is caught up (its last fetch reached
         the end of the log, nothing of it is queued in process, it is not paused).
         """
         if not self._held:
@@ -98,19 +109,20 @@ class HeldCloses:
         grace = self.barrier.grace_ms / 1000.0
         grace_us = self.barrier.grace_ms * 1000
         limit = self.barrier.max_hold_ms / 1000.0
-        idle: dict[int, bool] = {}
+        idle: dict[tuple[str, int], bool] = {}
         ready: list[HeldClose] = []
         for held in self._held.values():
             waited = now - held.since
             # Later by more than the grace: records of several producers (batching, clock
             # skew) reach a partition out of send order; equal stamps say nothing.
-            passed = self._data_time.get(held.partition, -1) > held.ts_us + grace_us
+            stream = (held.data_topic, held.partition)
+            passed = self._data_time.get(stream, -1) > held.ts_us + grace_us
             if passed or waited >= limit:
                 ready.append(held)
             elif waited >= grace:
-                if held.partition not in idle:
-                    idle[held.partition] = data_idle(held.partition)
-                if idle[held.partition]:
+                if stream not in idle:
+                    idle[stream] = data_idle(held)
+                if idle[stream]:
                     ready.append(held)
         ready.sort(key=lambda h: (h.since, h.ts_us))
         for held in ready:
@@ -122,5 +134,5 @@ class HeldCloses:
         gone = set(partitions)
         for key in [k for k, h in self._held.items() if h.partition in gone]:
             del self._held[key]
-        for p in gone:
-            self._data_time.pop(p, None)
+        for stream in [k for k in self._data_time if k[1] in gone]:
+            del self._data_time[stream]

@@ -76,6 +76,9 @@ class ProcessorConfig:
     bootstrap: str
     prefix: str
     bundle: PipelineBundle
+    # Multi-tenant: each tenant writes its own lane topics P.<tenant>.<lane>, and a record's
+    # tenant is its topic's (a body naming another tenant is dead-lettered).
+    tenants: tuple[str, ...] = ()
     group_id: str | None = None
     processor_id: str | None = None
     commit_interval_ms: int = 100
@@ -155,7 +158,7 @@ class Processor:
         # and so does the next processor of a session pinned to it.
         store = ArtifactStore(config.store or default_store_root())
         store.archive_bundle(config.bundle)
-        self.layout = TopicLayout(prefix=config.prefix, partitions=1)
+        self.layout = TopicLayout(prefix=config.prefix, partitions=1, tenants=config.tenants)
         self.codec = EventCodec(
             registry=config.schema_registry,
             max_frame_bytes=config.max_frame_bytes,
@@ -325,7 +328,7 @@ class Processor:
 
     def _topic_tenant(self, topic: str) -> str | None:
         """The tenant a lane topic belongs to (None: single-tenant, the body names it)."""
-        return None
+        return self.layout.tenant_of(topic)
 
     def _admit(self, record: LaneRecord, tenant: str | None) -> tuple[Envelope | None, str | None]:
         """Decode ``record`` and check it at the ingress gate: (event, None) when it may reach
@@ -362,7 +365,7 @@ class Processor:
     def _apply(self, record: LaneRecord, event: Envelope) -> str | None:
         key = SessionKey.of(event)
         if record.lane is Lane.DATA:
-            self.closes.data_seen(record.partition, event)
+            self.closes.data_seen(record.partition, event, data_topic=record.topic)
         held = self.closes.get(key)
         if held is not None and (
             record.lane is Lane.CONTROL
@@ -372,7 +375,12 @@ class Processor:
             self.closes.take(key)
             self._release_close(held)
         if isinstance(event.payload, SessionClose) and self._holds_close(event, record.partition):
-            self.closes.hold(event, partition=record.partition, record=record)
+            self.closes.hold(
+                event,
+                partition=record.partition,
+                record=record,
+                data_topic=self._data_topic(event),
+            )
             self.engine.dirty.add(key)  # the snapshot carries it (closing.py)
             return None
         return self._engine_apply(event, record.partition)
@@ -438,8 +446,16 @@ class Processor:
             session=held.event.session_id,
         )
 
-    def _data_idle(self, partition: int) -> bool:
-        return self.ingress.lane_idle(Lane.DATA, partition)
+    def _data_idle(self, held: HeldClose) -> bool:
+        return self.ingress.lane_idle(held.data_topic, held.partition)
+
+    def _data_topic(self, event: Envelope) -> str:
+        """The data lane ``event``'s session writes to ("" when its tenant has none here)."""
+        if not self.layout.multi_tenant:
+            return self.layout.data
+        if event.tenant_id not in self.layout.tenants:
+            return ""
+        return self.layout.lane_topic(Lane.DATA, event.tenant_id)
 
     def _on_rejected(
         self, rejected: RejectedRecord, *, tenant: str | None, session: str | None
@@ -499,7 +515,12 @@ class Processor:
             pending = self.writer.pending_of(snap)
             for close in [e for e in pending if isinstance(e.payload, SessionClose)]:
                 pending.remove(close)
-                self.closes.hold(close, partition=snap.partition, record=None)
+                self.closes.hold(
+                    close,
+                    partition=snap.partition,
+                    record=None,
+                    data_topic=self._data_topic(close),
+                )
             self.engine.restore(SessionState.restore(snap), pending=pending)
         # The new epoch must be durable before anything is written under it.
         self._commit(with_offsets=False)

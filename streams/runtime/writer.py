@@ -218,7 +218,9 @@ class EventWriter:
         value, headers = self.codec.encode_with_headers(event)
         return RejectedRecord(
             reason=reason,
-            topic=self.layout.lane_topic(Lane(event.lane.value)),
+            topic=self.layout.lane_topic(
+                Lane(event.lane.value), event.tenant_id if self.layout.multi_tenant else None
+            ),
             partition=partition,
             offset=-1,
             key=event.session_id.encode(),

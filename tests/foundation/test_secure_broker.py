@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -390,3 +390,97 @@ def test_the_real_processor_runs_as_the_processor_principal(secured: Secured) ->
             assert client.flush(30) == 0
     assert running.stats is not None
     assert running.stats.turns_committed == 1
+
+
+def test_two_tenants_with_the_same_session_id_never_meet(
+    secured: Secured, tmp_path: Path
+) -> None:
+    """Issue reproduction 1 on a real multi-tenant deployment: globex opens acme's session id,
+    speaks into it and hangs up. Acme's call goes on untouched; globex's runs as its own. A
+    body that claims acme on globex's topics is dead-lettered under globex. Audit for one
+    tenant sees none of the other's rows."""
+    from dataclasses import replace
+
+    from pipelines.bundles import read_bundle
+    from replay.audit import AuditStore
+    from streams.abi import events as ev
+    from streams.runtime.processor import ProcessorConfig
+    from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+
+    bundle = read_bundle(
+        Path(__file__).resolve().parents[2] / "pipelines" / "bundles" / "voice_assistant_bundle_v1.json"
+    )
+    prefix = secured.layout.prefix
+
+    def client(tenant: str) -> VoiceClient:
+        return VoiceClient(
+            bootstrap=secured.bootstrap,
+            prefix=prefix,
+            tenant_id=tenant,
+            tenant_lanes=True,
+            credentials=secured.creds.credentials(tenant),
+        )
+
+    def state(running: ProcessorThread, tenant: str) -> tuple[int, bool]:
+        """(turns done, closed) of the tenant's call-1 on the processor."""
+        from streams.runtime.sessions import SessionKey
+
+        session = running.processor.engine.sessions.get(SessionKey(tenant, "call-1"))
+        return (session.turns_done, session.closed) if session is not None else (0, False)
+
+    def wait(condition: Callable[[], bool]) -> None:
+        for _ in range(240):
+            if condition():
+                return
+            time.sleep(0.25)
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in secured.creds.env("processor").items():
+            env.setenv(key, value)
+        config = ProcessorConfig(
+            bootstrap=secured.bootstrap, prefix=prefix, bundle=bundle, tenants=TENANTS,
+            drain_grace_s=10,
+        )
+        with ProcessorThread(config) as running:
+            acme, globex = client("acme"), client("globex")
+            acme_call = acme.open_session("call-1")
+            acme_call.send_transcript("what time is it")
+            assert acme.flush(30) == 0
+            intruder = globex.open_session("call-1")
+            intruder.send_transcript("transfer all my money")
+            # A body claiming acme, written (with globex's own credentials) to globex's lanes.
+            forged = replace(
+                ev.Envelope.new(
+                    ev.Transcript(kind=ev.TranscriptKind.FINAL, text="i am acme", confidence=1.0),
+                    tenant_id="globex", session_id="call-1", seq=99,
+                ),
+                tenant_id="acme",
+            )
+            globex.publish(forged)
+            assert globex.flush(30) == 0
+            wait(lambda: state(running, "acme")[0] >= 1 and state(running, "globex")[0] >= 1)
+            intruder.close()
+            assert globex.flush(30) == 0
+            wait(lambda: state(running, "globex")[1] and running.processor.dlq_count >= 1)
+            assert state(running, "acme") == (1, False)  # globex's hang-up closed its own call
+        for key, value in secured.creds.env("admin").items():
+            env.setenv(key, value)
+        rows = read_log(secured.bootstrap, prefix, partitions=2)
+        dlq = read_dlq(secured.bootstrap, prefix, partitions=2)
+        store = AuditStore(tmp_path / "audit.duckdb")
+        store.load_kafka(secured.bootstrap, prefix)
+    assert check_log(rows) == []
+    by_tenant = {t: [r.event for r in rows if r.event.tenant_id == t] for t in TENANTS}
+    texts = {t: {getattr(e.payload, "text", None) for e in events} for t, events in by_tenant.items()}
+    assert "transfer all my money" in texts["globex"] and "transfer all my money" not in texts["acme"]
+    assert "what time is it" in texts["acme"]
+    commits = {t: [e for e in events if e.event_type is ev.EventType.TURN_COMMIT] for t, events in by_tenant.items()}
+    assert len(commits["acme"]) == 1 and len(commits["globex"]) == 1
+    assert not [e for e in by_tenant["acme"] if e.event_type is ev.EventType.SESSION_CLOSE]
+    assert [e.event_type for e in by_tenant["globex"]].count(ev.EventType.SESSION_CLOSE) == 1
+    letters = [r.event for r in dlq]
+    assert [(e.tenant_id, e.session_id) for e in letters] == [("globex", "call-1")]
+    assert "arrived on tenant 'globex'" in letters[0].payload.reason  # type: ignore[attr-defined]
+    acme_rows = store.sql("select distinct tenant_id from events", tenant="acme")
+    assert acme_rows == [{"tenant_id": "acme"}]
+    assert store.sql("select count(*) as n from dead_letters", tenant="acme") == [{"n": 0}]

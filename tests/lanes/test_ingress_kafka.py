@@ -164,7 +164,7 @@ def test_full_lane_pauses_its_partitions_and_loses_nothing(
         for _ in range(20):  # polling a paused lane adds nothing past capacity
             ingress.poll(0.01)
             assert ingress.scheduler.depth(Lane.DATA) <= SMALL.data.capacity
-            assert not any(ingress.lane_idle(Lane.DATA, p) for p in range(PARTITIONS))
+            assert not any(ingress.lane_idle(layout.data, p) for p in range(PARTITIONS))
         got: list[LaneRecord] = []
 
         def drained() -> bool:
@@ -174,13 +174,13 @@ def test_full_lane_pauses_its_partitions_and_loses_nothing(
             for p in range(PARTITIONS):
                 # "Caught up" (what a held SESSION_CLOSE waits for) only once all was read;
                 # a pause or a seek back must not leave an old end-of-partition behind.
-                if ingress.lane_idle(Lane.DATA, p):
+                if ingress.lane_idle(layout.data, p):
                     assert sum(r.partition == p for r in got) == ends.get((layout.data, p), 0)
             return len(got) == n
 
         _wait(drained, ingress, "every record after resume", timeout=20)
         _wait(
-            lambda: all(ingress.lane_idle(Lane.DATA, p) for p in range(PARTITIONS)),
+            lambda: all(ingress.lane_idle(layout.data, p) for p in range(PARTITIONS)),
             ingress,
             "the end of both data partitions",
         )

@@ -22,7 +22,7 @@ from pipelines.bundles import read_bundle
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
 from streams.client import VoiceClient
-from streams.runtime.closing import CloseBarrier, HeldCloses
+from streams.runtime.closing import CloseBarrier, HeldClose, HeldCloses
 from streams.runtime.processor import ProcessorConfig
 from streams.runtime.sessions import SessionKey
 from streams.testing import LoggedEvent, ProcessorThread, check_log, read_dlq, read_log
@@ -66,11 +66,11 @@ def _closes(clock: FakeClock) -> HeldCloses:
     return HeldCloses(barrier=BARRIER, clock=clock)
 
 
-def _busy(_partition: int) -> bool:
+def _busy(_held: HeldClose) -> bool:
     return False
 
 
-def _idle(_partition: int) -> bool:
+def _idle(_held: HeldClose) -> bool:
     return True
 
 
@@ -103,8 +103,8 @@ def test_a_quiet_partition_releases_after_the_grace_and_a_busy_one_at_the_limit(
     closes.hold(_close("quiet", 5_000), partition=0, record=None)
     closes.hold(_close("busy", 5_000), partition=1, record=None)
 
-    def idle(partition: int) -> bool:
-        return partition == 0
+    def idle(held: HeldClose) -> bool:
+        return held.partition == 0
 
     clock.now += 0.19
     assert closes.due(data_idle=idle) == []  # inside the grace even when quiet
