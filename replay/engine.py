@@ -28,6 +28,7 @@ from streams.abi.events import (
     Envelope,
     EventType,
     LeaseGranted,
+    NodeOutput,
     OutputAccepted,
     PlaybackStarted,
     TurnClose,
@@ -46,6 +47,8 @@ class _Turn:
     events: list[tuple[Position, Envelope]] = field(default_factory=list)
     divergences: list[Divergence] = field(default_factory=list)
     outputs: dict[str, str | None] = field(default_factory=dict)  # NODE_OUTPUT id -> node
+    output_keys: set[tuple[str | None, int]] = field(default_factory=set)  # (node, output_seq)
+    accepted: set[str] = field(default_factory=set)  # outputs with an OUTPUT_ACCEPTED
     count: int = 0
     closed: bool = False
     outcome: str | None = None
@@ -116,6 +119,9 @@ class Engine:
 
         if et is EventType.LEASE_GRANTED:
             self._grant(pos, env, part, sink)
+        elif env.lease_epoch == 0:
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected="a granted epoch (>= 1)",
+                                  actual="epoch 0", message="written without a lease"))
         elif part.epoch is not None and env.lease_epoch != part.epoch:
             stale = env.lease_epoch < part.epoch
             sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"epoch {part.epoch} "
@@ -152,6 +158,7 @@ class Engine:
         turn.events.append((pos, env))
         if et is EventType.NODE_OUTPUT:
             turn.outputs[env.event_id] = env.node_id
+            self._once(pos, env, turn)
         elif et is EventType.CANCEL:
             self._cancel(env, session)
         elif et in _EGRESS:
@@ -208,10 +215,28 @@ class Engine:
         elif env.turn_id is not None:
             session.fence.cancel(Scope.NODE, turn_id=env.turn_id, node_id=cancel.target)
 
+    def _once(self, pos: Position, env: Envelope, turn: _Turn) -> None:
+        """A node's output is recorded once per (node, output_seq): a second copy is a
+        duplicate write (a retried transaction, a zombie)."""
+        output = env.payload
+        assert isinstance(output, NodeOutput)
+        key = (env.node_id, output.output_seq)
+        if key in turn.output_keys:
+            turn.divergences.append(self._div(
+                DivergenceKind.DUPLICATE, pos, env, expected="one NODE_OUTPUT per output_seq",
+                actual=f"output_seq {output.output_seq} again", message="duplicate output"))
+        turn.output_keys.add(key)
+
     def _egress(self, pos: Position, env: Envelope, session: _Session, turn: _Turn) -> None:
         payload = env.payload
         assert isinstance(payload, OutputAccepted | PlaybackStarted)
         target = payload.output_event_id
+        if isinstance(payload, OutputAccepted):
+            if target in turn.accepted:
+                turn.divergences.append(self._div(
+                    DivergenceKind.DUPLICATE, pos, env, expected="one OUTPUT_ACCEPTED per output",
+                    actual=target, message="output accepted twice"))
+            turn.accepted.add(target)
         if target not in turn.outputs:
             turn.divergences.append(self._div(
                 DivergenceKind.CORRELATION, pos, env, expected="a NODE_OUTPUT of this turn",

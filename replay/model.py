@@ -31,6 +31,7 @@ class DivergenceKind(StrEnum):
     PLAN_CHANGE = "plan_change"
     CANCEL = "cancel_fencing"
     CORRELATION = "correlation_chain"
+    DUPLICATE = "duplicate_output"
     OUTPUT = "output_diff"
 
 

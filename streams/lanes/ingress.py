@@ -131,8 +131,14 @@ class LaneIngress:
             topics = [*layout.lane_topics(Lane.DATA), *layout.lane_topics(Lane.TELEMETRY)]
         else:
             topics = list(layout.lane_topics())
+        # An exception escaping a librdkafka callback surfaces from consume() as a SystemError
+        # (confluent-kafka-python #865) that hides it: callbacks keep theirs for _consume.
+        self._callback_error: BaseException | None = None
         self._main.subscribe(
-            topics, on_assign=self._assign_cb, on_revoke=self._revoke_cb, on_lost=self._revoke_cb
+            topics,
+            on_assign=self._kept(self._assign_cb),
+            on_revoke=self._kept(self._revoke_cb),
+            on_lost=self._kept(self._revoke_cb),
         )
 
     # -- what the processor calls -------------------------------------------------
@@ -201,9 +207,12 @@ class LaneIngress:
         return frozenset(self._blocked)
 
     def close(self) -> None:
-        self._main.close()  # runs the revoke callback: queues are dropped, processor told
-        if self._control is not None:
-            self._control.close()
+        try:
+            self._main.close()  # runs the revoke callback: queues are dropped, processor told
+        finally:
+            if self._control is not None:
+                self._control.close()
+        self._raise_kept()
 
     def __enter__(self) -> LaneIngress:
         return self
@@ -221,8 +230,32 @@ class LaneIngress:
         taken = self._consume(self._control, min(timeout, self._idle_slice))
         return taken + self._consume(self._main, 0.0)
 
+    def _kept(
+        self, callback: Callable[[Any, list[TopicPartition]], None]
+    ) -> Callable[[Any, list[TopicPartition]], None]:
+        def run(consumer: Any, partitions: list[TopicPartition]) -> None:
+            if self._callback_error is not None:
+                return  # the processor is stopping on the first one
+            try:
+                callback(consumer, partitions)
+            except BaseException as exc:
+                self._callback_error = exc
+
+        return run
+
+    def _raise_kept(self) -> None:
+        exc, self._callback_error = self._callback_error, None
+        if exc is not None:
+            raise exc
+
     def _consume(self, consumer: Any, timeout: float) -> int:
-        messages: list[Any] = consumer.consume(num_messages=self._batch, timeout=timeout)
+        try:
+            messages: list[Any] = consumer.consume(num_messages=self._batch, timeout=timeout)
+        except SystemError:
+            if self._callback_error is None:
+                raise
+            messages = []
+        self._raise_kept()
         rewound: set[TP] = set()
         taken = len(messages)
         for msg in messages:

@@ -13,6 +13,7 @@ written outside the store directory.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -34,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC = PIPELINES_DIR / "specs" / "simple_v1.yaml"
 ROLLOUT = PIPELINES_DIR / "rollouts" / "canary_10pct_v1.yaml"
 MEMORY_LIMIT = 2 << 30  # address space of the CLI child (imports map ~1 GiB of it)
-TIME_LIMIT_S = 5.0
+# Fails a hang, not a slow run: speed is measured in bench/, never asserted in tests.
+HANG_GUARD_S = 120.0
 
 
 def _limit_memory() -> None:
@@ -83,20 +85,37 @@ HOSTILE: dict[str, str | bytes] = {
 }
 
 
-def _validate(paths: list[Path], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", "from streams.cli import main; main()", "validate", *map(str, paths)],
-        capture_output=True,
-        check=False,
-        text=True,
-        cwd=cwd,
-        timeout=TIME_LIMIT_S * 4,  # a hang fails here; the bound itself is asserted below
-        preexec_fn=_limit_memory,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "RSPP_HOME": str(cwd / "home"),
-             "PYTHONPATH": str(REPO)},
+def _validate(paths: list[Path], cwd: Path) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run `rspp validate`; returns its result and the peak RSS (KiB) of that child alone
+    (RUSAGE_CHILDREN would also count every earlier child of the test process)."""
+    out, err = cwd / "validate.out", cwd / "validate.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from streams.cli import main; main()", "validate",
+             *map(str, paths)],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            preexec_fn=_limit_memory,  # noqa: PLW1509 (only setrlimit, async-signal-safe)
+            env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "RSPP_HOME": str(cwd / "home"),
+                 "PYTHONPATH": str(REPO)},
+        )
+    deadline = time.monotonic() + HANG_GUARD_S
+    while True:  # os.wait4 reaps this child and reports its own rusage
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            child.kill()
+            raise AssertionError(f"validate hung for {HANG_GUARD_S:.0f}s")
+        time.sleep(0.05)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    result = subprocess.CompletedProcess(
+        child.args, child.returncode, out.read_text(errors="replace"), err.read_text(errors="replace")
     )
-    return proc, time.monotonic() - started
+    out.unlink()
+    err.unlink()
+    return result, usage.ru_maxrss
 
 
 def _write_hostile(work: Path) -> list[Path]:
@@ -111,14 +130,11 @@ def _write_hostile(work: Path) -> list[Path]:
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_loader_refuses_hostile_file_with_issues(name: str, tmp_path: Path) -> None:
     (path,) = (p for p in _write_hostile(tmp_path) if p.name == name)
-    started = time.monotonic()
     loaded, issues = load_artifact(path)
-    took = time.monotonic() - started
     assert loaded is None and issues
     for issue in issues:
         text = str(issue)
         assert text.startswith(str(path)) and "\n" not in text and len(text) < 600, text[:300]
-    assert took < TIME_LIMIT_S, f"load_artifact took {took:.1f}s"
     assert {p.name for p in tmp_path.iterdir()} == set(HOSTILE)  # nothing written
 
 
@@ -128,7 +144,7 @@ def test_validate_cli_refuses_every_hostile_file_cleanly(tmp_path: Path) -> None
     work.mkdir()
     paths = _write_hostile(work)
     before = sorted(tmp_path.rglob("*"))
-    proc, took = _validate(paths, work)
+    proc, peak_kib = _validate(paths, work)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, f"exit {proc.returncode}:\n{out[-2000:]}"
     assert "Traceback" not in out and "RecursionError" not in out, out[-3000:]
@@ -138,10 +154,7 @@ def test_validate_cli_refuses_every_hostile_file_cleanly(tmp_path: Path) -> None
     strays = [line for line in lines if not line.startswith(str(work))]
     assert len(strays) <= 1, strays  # at most a closing summary line
     assert all(len(line) < 600 for line in lines)
-    # The whole batch, interpreter start-up included, inside one file's budget.
-    assert took < TIME_LIMIT_S, f"validate took {took:.1f}s"
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert usage.ru_maxrss < 512 * 1024, f"validate peaked at {usage.ru_maxrss // 1024} MiB"
+    assert peak_kib < 512 * 1024, f"validate peaked at {peak_kib // 1024} MiB"
     assert sorted(tmp_path.rglob("*")) == before  # no store, no stray output
     assert not Path("/tmp/rspp-pwned").exists()
 
@@ -210,8 +223,6 @@ _garbage = st.one_of(
 def test_load_artifact_never_raises_on_garbage(raw: str | bytes, suffix: str, tmp_path: Path) -> None:
     path = tmp_path / f"g{suffix}"
     path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
-    started = time.monotonic()
     loaded, issues = load_artifact(path)
-    assert time.monotonic() - started < TIME_LIMIT_S
     if loaded is None:
         assert issues and all("\n" not in str(i) and str(i).startswith(str(path)) for i in issues)

@@ -428,11 +428,13 @@ def test_two_tenants_with_the_same_session_id_never_meet(
         session = running.processor.engine.sessions.get(SessionKey(tenant, "call-1"))
         return (session.turns_done, session.closed) if session is not None else (0, False)
 
-    def wait(condition: Callable[[], bool]) -> None:
-        for _ in range(240):
-            if condition():
-                return
+    def wait(condition: Callable[[], bool], what: str) -> None:
+        for _ in range(480):  # a hang guard, not a speed bound
+            if condition() or running.error is not None:
+                break
             time.sleep(0.25)
+        assert running.error is None, f"the processor stopped: {running.error!r}"
+        assert condition(), f"timed out waiting for {what}"
 
     with pytest.MonkeyPatch.context() as env:
         for key, value in secured.creds.env("processor").items():
@@ -458,10 +460,16 @@ def test_two_tenants_with_the_same_session_id_never_meet(
             )
             globex.publish(forged)
             assert globex.flush(30) == 0
-            wait(lambda: state(running, "acme")[0] >= 1 and state(running, "globex")[0] >= 1)
+            wait(
+                lambda: state(running, "acme")[0] >= 1 and state(running, "globex")[0] >= 1,
+                "both tenants' turns",
+            )
             intruder.close()
             assert globex.flush(30) == 0
-            wait(lambda: state(running, "globex")[1] and running.processor.dlq_count >= 1)
+            wait(
+                lambda: state(running, "globex")[1] and running.processor.dlq_count >= 1,
+                "globex's hang-up and the forged record's dead letter",
+            )
             assert state(running, "acme") == (1, False)  # globex's hang-up closed its own call
         for key, value in secured.creds.env("admin").items():
             env.setenv(key, value)
