@@ -30,6 +30,7 @@ from streams.extensions.errors import (
     WorkerTimeoutError,
 )
 from streams.extensions.frames import FrameDecoder, FrameError, encode_frame, read_frames_blocking
+from streams.extensions.sandbox import inner_pid
 from streams.extensions.spec import WorkerSpec
 
 __all__ = ["Worker"]
@@ -75,6 +76,7 @@ class Worker:
         self._last_id = 0
         self._load_error: ExtensionRefusedError | None = None
         self._zombies: list[subprocess.Popen[bytes]] = []
+        self._signal_pid: int | None = None  # the worker under bubblewrap (found on demand)
 
     # -- process lifecycle ---------------------------------------------------
 
@@ -111,8 +113,11 @@ class Worker:
     def spawn(self) -> None:
         """Start the process and send ``init`` (no event loop needed)."""
         self._zombies = [z for z in self._zombies if z.poll() is None]
+        sandbox = self.spec.sandbox
+        argv = ([sys.executable, "-m", "streams.extensions.worker"] if sandbox is None
+                else sandbox.worker_argv())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.extensions.worker"],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -126,6 +131,7 @@ class Worker:
         self._stderr = bytearray()
         self._ready = None
         self._started = False
+        self._signal_pid = None
         self.generation += 1
         if self._loop is not None and not self._loop.is_closed():
             self._watch(self._loop)
@@ -268,6 +274,8 @@ class Worker:
             code: int | None = proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
             code = None
+        if self.spec.sandbox is not None and code is not None and code > 128:
+            code = 128 - code  # bubblewrap exits 128 + the signal that killed the worker
         error: IsolatedNodeError
         if code == 3:
             error = WorkerMemoryError(
@@ -362,8 +370,17 @@ class Worker:
             self.respawn()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(self._interrupt_pid(proc), signal.SIGINT)
         self._draining = asyncio.get_running_loop().create_task(self._drain(call_id, fut, proc))
+
+    def _interrupt_pid(self, proc: subprocess.Popen[bytes]) -> int:
+        """The pid a cooperative cancel signals: the worker itself, also under bubblewrap
+        (which does not forward signals to the sandbox)."""
+        if self.spec.sandbox is None:
+            return proc.pid
+        if self._signal_pid is None:
+            self._signal_pid = inner_pid(proc.pid)
+        return proc.pid if self._signal_pid is None else self._signal_pid
 
     async def _drain(self, call_id: int, fut: asyncio.Future[dict[str, Any]],
                      proc: subprocess.Popen[bytes]) -> None:
