@@ -37,6 +37,7 @@ __all__ = ["Worker"]
 
 _STDERR_TAIL = 2048
 _CANCEL_GRACE_S = 0.1
+_START_ATTEMPTS = 3  # a worker that dies this often before answering init is not respawned
 
 
 def _nothing() -> None:
@@ -77,6 +78,7 @@ class Worker:
         self._load_error: ExtensionRefusedError | None = None
         self._zombies: list[subprocess.Popen[bytes]] = []
         self._signal_pid: int | None = None  # the worker under bubblewrap (found on demand)
+        self._start_failures = 0
 
     # -- process lifecycle ---------------------------------------------------
 
@@ -124,8 +126,10 @@ class Worker:
             start_new_session=True,  # its own process group: a kill takes its children too
         )
         assert proc.stdin is not None
-        proc.stdin.write(encode_frame(self.spec.init_message()))
-        proc.stdin.flush()
+        # A worker that died at once (a sandbox that cannot start) is seen at its stdout's end.
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(encode_frame(self.spec.init_message()))
+            proc.stdin.flush()
         self._proc = proc
         self._decoder = FrameDecoder()
         self._stderr = bytearray()
@@ -197,6 +201,7 @@ class Worker:
         if self._load_error is None:  # a plugin that cannot load is not respawned in a loop
             self.restarts += 1
             self.spawn()
+        self.on_free()  # a pool waiting for this slot looks again (it may now report the refusal)
 
     def respawn(self) -> None:
         self.kill()
@@ -222,6 +227,16 @@ class Worker:
         if proc is self._proc:
             self._stderr += data
             del self._stderr[:-_STDERR_TAIL]
+
+    def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        """What a dead worker still had on stderr (its last words name the failure)."""
+        if proc.stderr is None or proc.stderr.closed:
+            return
+        os.set_blocking(proc.stderr.fileno(), False)
+        with contextlib.suppress(OSError):
+            while data := os.read(proc.stderr.fileno(), 65536):
+                self._stderr += data
+        del self._stderr[:-_STDERR_TAIL]
 
     def _on_stdout(self, proc: subprocess.Popen[bytes]) -> None:
         if proc is not self._proc:
@@ -249,6 +264,7 @@ class Worker:
         if call_id == 0 and self._ready is not None and not self._ready.done():
             if message.get("ok") is True:
                 self._started = True
+                self._start_failures = 0
                 self._ready.set_result(None)
                 self.on_free()
             else:
@@ -276,6 +292,13 @@ class Worker:
             code = None
         if self.spec.sandbox is not None and code is not None and code > 128:
             code = 128 - code  # bubblewrap exits 128 + the signal that killed the worker
+        self._drain_stderr(proc)
+        if not self._started:
+            self._start_failures += 1
+            if self._start_failures >= _START_ATTEMPTS:  # not respawned in a loop
+                self._load_error = ExtensionRefusedError(
+                    f"{self.spec.name}: worker {_describe_exit(code)} before it started, "
+                    f"{_START_ATTEMPTS} times{self._stderr_line()}")
         error: IsolatedNodeError
         if code == 3:
             error = WorkerMemoryError(

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +56,9 @@ def runtime_paths() -> tuple[str, ...]:
     return _outermost(p for p in paths if os.path.isdir(p))
 
 
-def _outermost(paths: object) -> tuple[str, ...]:
+def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
     """Resolved, deduplicated paths without the ones under another (bound already)."""
-    resolved = sorted({os.path.realpath(str(p)) for p in paths})  # type: ignore[attr-defined]
+    resolved = sorted({os.path.realpath(p) for p in paths})
     out: list[str] = []
     for path in resolved:
         if not any(path == kept or path.startswith(kept.rstrip("/") + "/") for kept in out):
