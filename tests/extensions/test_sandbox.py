@@ -1,0 +1,222 @@
+"""Untrusted nodes run in bubblewrap: a hostile extension's escape attempts fail inside it.
+
+The hostile package (``tests/extensions/hostile``) is admitted like any
+untrusted extension (manifest, digest, registry); each call makes one attempt
+and answers ``ok ...`` or ``denied <errno>``. After every call the host's
+``/proc`` must show exactly the sandbox's two processes (bwrap's init and the
+worker) under the bubblewrap process, and the same worker serves the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.extensions import (
+    ExtensionRefusedError,
+    ExtensionRegistry,
+    IsolatedNode,
+    Sandbox,
+    SandboxUnavailableError,
+    WorkerPool,
+)
+from streams.nodes import NodeContext, NodeRegistry, TranscriptText
+from tests.extensions.conftest import bad_manifest
+from tests.extensions.hostile.node import REPO
+
+CTX = NodeContext(session_id="s1", turn_id="t1", node_id="hostile", correlation_id="c1")
+NPROC = 8  # small on purpose: the fork bomb test must stay harmless even if it fails
+
+
+def _manifest(trust_level: str = "untrusted", capabilities: tuple[str, ...] = ()) -> object:
+    return bad_manifest("node", node_type="ext.hostile", package="tests.extensions.hostile",
+                        trust_level=trust_level, capabilities=capabilities)
+
+
+class Hostile:
+    """One pool of the hostile extension, driven from one event loop (as a processor does)."""
+
+    def __init__(self, *, trust_level: str = "untrusted", capabilities: tuple[str, ...] = (),
+                 sandbox: Sandbox | None = None) -> None:
+        manifest = _manifest(trust_level, capabilities)
+        registry = ExtensionRegistry([("hostile.yaml", manifest)],  # type: ignore[list-item]
+                                     sandbox=sandbox or Sandbox(nproc=NPROC))
+        (status,) = registry.statuses()
+        assert status.state == "verified", status.reason
+        spec = registry.worker_spec(status)
+        assert (spec.sandbox is not None) == (trust_level == "untrusted")
+        self.pool = WorkerPool(spec, size=1)
+        self.pool.prestart()
+        self.loop = asyncio.new_event_loop()
+
+    def ask(self, text: str) -> str:
+        async def call() -> str:
+            node = IsolatedNode(self.pool, timeout_s=5.0)
+            try:
+                out = [o async for o in node.process(TranscriptText(text=text, final=True), CTX)]
+            finally:
+                node.close()
+            assert len(out) == 1 and isinstance(out[0], TranscriptText)
+            return out[0].text
+
+        return self.loop.run_until_complete(call())
+
+    @property
+    def pid(self) -> int | None:
+        return self.pool.workers[0].pid
+
+    def processes(self) -> list[int]:
+        """Host pids under the worker's bubblewrap process."""
+        assert self.pid is not None
+        return _descendants(self.pid)
+
+    def close(self) -> None:
+        self.pool.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def sandboxed() -> Iterator[Hostile]:
+    hostile = Hostile()
+    try:
+        yield hostile
+    finally:
+        hostile.close()
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process on the host by parent pid (from /proc)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _descendants(pid: int) -> list[int]:
+    tree, out, todo = _children(), [], [pid]
+    while todo:
+        kids = tree.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def test_escape_attempts_fail_inside_the_sandbox(sandboxed: Hostile) -> None:
+    marker = f"rspp-hostile-{uuid.uuid4().hex}"
+    worker = sandboxed.pid
+    outside = [REPO / marker, Path("/tmp") / marker]
+    try:
+        assert sandboxed.ask(f"write {REPO / marker}") in ("denied EACCES", "denied EROFS")
+        assert sandboxed.ask(f"write /tmp/{marker}") == "denied ENOENT"  # no /tmp inside
+        assert sandboxed.ask("read /etc/passwd") == "denied ENOENT"  # no /etc inside
+        connect = sandboxed.ask("connect 127.0.0.1:9092")
+        assert connect in ("denied ECONNREFUSED", "denied ENETUNREACH"), connect
+        # The private scratch directory is writable (the sandbox is not merely broken).
+        assert sandboxed.ask(f"scratch {marker}") == "ok read 8 bytes"
+        assert not any(p.exists() for p in outside)
+        # Nothing was restarted: the same worker served every attempt and serves the next call.
+        assert sandboxed.ask("hello there") == "hello there"
+        assert sandboxed.pid == worker and sandboxed.pool.restarts == 0
+    finally:
+        for path in outside:
+            path.unlink(missing_ok=True)
+
+
+def test_without_the_sandbox_the_same_attempt_succeeds() -> None:
+    # The control: a verified node keeps plain worker isolation (mixed mode), and reads the host.
+    plain = Hostile(trust_level="verified")
+    try:
+        assert plain.ask("read /etc/passwd").startswith("ok read ")
+    finally:
+        plain.close()
+
+
+def test_setsid_children_do_not_outlive_the_call(sandboxed: Hostile) -> None:
+    before = sandboxed.processes()
+    assert len(before) == 2  # bwrap's init (pid 1 inside) and the worker (pid 2)
+    assert sandboxed.ask("setsid") == "ok left a setsid grandchild running"
+    assert sandboxed.processes() == before
+    assert sandboxed.ask("hello") == "hello" and sandboxed.pool.restarts == 0
+
+
+def test_a_fork_bomb_stops_at_the_process_limit(sandboxed: Hostile) -> None:
+    before = sandboxed.processes()
+    outcome = sandboxed.ask("fork_bomb 64")
+    assert outcome.startswith("denied EAGAIN after "), outcome
+    # The limit counts the worker and every child's attempts: far fewer than 64 forks.
+    assert int(outcome.rsplit(" ", 2)[1]) < NPROC
+    assert sandboxed.processes() == before  # every bomb process is gone
+    # The worker is unharmed: it serves the next call, and can fork again (its count is back).
+    assert sandboxed.ask("hello") == "hello" and sandboxed.pool.restarts == 0
+    assert sandboxed.ask("fork_bomb 2") == "ok forked 2"
+    assert sandboxed.processes() == before
+
+
+def test_the_process_limit_is_per_worker() -> None:
+    # Two sandboxes of the same uid: one's exhausted limit does not stop the other.
+    first, second = Hostile(), Hostile()
+    try:
+        assert first.ask("fork_bomb 64").startswith("denied EAGAIN")
+        assert second.ask("fork_bomb 3") == "ok forked 3"
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.kafka
+def test_a_declared_network_capability_keeps_the_network(kafka_bootstrap: str) -> None:
+    networked = Hostile(capabilities=("network",))
+    try:
+        address = kafka_bootstrap.split(",")[0]
+        assert networked.ask(f"connect {address}") == f"ok connected to {address}"
+        assert networked.ask("read /etc/passwd") == "denied ENOENT"  # still sandboxed otherwise
+    finally:
+        networked.close()
+
+
+def test_no_bubblewrap_means_untrusted_nodes_are_refused_at_load() -> None:
+    missing = Sandbox(bwrap="/nonexistent/bwrap")
+    registry = ExtensionRegistry([("hostile.yaml", _manifest()),  # type: ignore[list-item]
+                                  ("echo.yaml", bad_manifest("echo", trust_level="verified"))],
+                                 sandbox=missing)
+    status = {s.node_type: s for s in registry.statuses()}
+    hostile = status["ext.hostile"]
+    assert hostile.state == "refused" and hostile.reason is not None
+    assert "\n" not in hostile.reason
+    assert "untrusted node needs a sandbox: bubblewrap not found ('/nonexistent/bwrap'" in hostile.reason
+    assert hostile.reason.startswith("extension bad_node 1.0.0 (hostile.yaml): ")
+    assert status["ext.bad_echo"].state == "verified"  # verified nodes do not need it
+    with pytest.raises(SandboxUnavailableError, match="bubblewrap not found"):
+        registry.install(NodeRegistry(), strict=True)
+    # Not strict: the graph builds, and every turn reaching the node fails with the reason.
+    nodes = NodeRegistry()
+    registry.install(nodes)
+    factory = nodes.create("ext.hostile", node_id="n1", config={})
+    with pytest.raises(ExtensionRefusedError, match="bubblewrap not found"):
+        asyncio.run(_drain(factory()))
+
+
+def test_a_failing_self_check_refuses_too(tmp_path: Path) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxUnavailableError,
+                       match=r"self-check failed \(bwrap: No permissions to create new namespace\)"):
+        Sandbox(bwrap=str(fake)).check()
+
+
+async def _drain(node: object) -> list[object]:
+    return [x async for x in node.process(TranscriptText("hi", True), CTX)]  # type: ignore[attr-defined]
