@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,15 @@ from streams.extensions import (
     SandboxUnavailableError,
     WorkerPool,
 )
+from streams.abi import events as ev
+from streams.client import VoiceClient
 from streams.nodes import NodeContext, NodeRegistry, TranscriptText
+from streams.runtime.processor import ProcessorConfig
+from streams.testing import ProcessorThread, check_log, read_log
+from streams.topics import TopicLayout, apply_topics
 from tests.extensions.conftest import bad_manifest
-from tests.extensions.hostile.node import REPO
+from tests.extensions.hostile.node import NAMED, REPO
+from tests.extensions.test_processor_kafka import _bundle, _closed_at_least, _wait_for
 
 CTX = NodeContext(session_id="s1", turn_id="t1", node_id="hostile", correlation_id="c1")
 NPROC = 8  # small on purpose: the fork bomb test must stay harmless even if it fails
@@ -154,14 +160,14 @@ def test_setsid_children_do_not_outlive_the_call(sandboxed: Hostile) -> None:
 
 def test_a_fork_bomb_stops_at_the_process_limit(sandboxed: Hostile) -> None:
     before = sandboxed.processes()
-    outcome = sandboxed.ask("fork_bomb 64")
+    outcome = sandboxed.ask("forkbomb 64")
     assert outcome.startswith("denied EAGAIN after "), outcome
     # The limit counts the worker and every child's attempts: far fewer than 64 forks.
     assert int(outcome.rsplit(" ", 2)[1]) < NPROC
     assert sandboxed.processes() == before  # every bomb process is gone
     # The worker is unharmed: it serves the next call, and can fork again (its count is back).
     assert sandboxed.ask("hello") == "hello" and sandboxed.pool.restarts == 0
-    assert sandboxed.ask("fork_bomb 2") == "ok forked 2"
+    assert sandboxed.ask("forkbomb 2") == "ok forked 2"
     assert sandboxed.processes() == before
 
 
@@ -169,8 +175,8 @@ def test_the_process_limit_is_per_worker() -> None:
     # Two sandboxes of the same uid: one's exhausted limit does not stop the other.
     first, second = Hostile(), Hostile()
     try:
-        assert first.ask("fork_bomb 64").startswith("denied EAGAIN")
-        assert second.ask("fork_bomb 3") == "ok forked 3"
+        assert first.ask("forkbomb 64").startswith("denied EAGAIN")
+        assert second.ask("forkbomb 3") == "ok forked 3"
     finally:
         first.close()
         second.close()
@@ -220,3 +226,72 @@ def test_a_failing_self_check_refuses_too(tmp_path: Path) -> None:
 
 async def _drain(node: object) -> list[object]:
     return [x async for x in node.process(TranscriptText("hi", True), CTX)]  # type: ignore[attr-defined]
+
+
+def _sandboxes() -> list[int]:
+    """This process's bubblewrap children (one per sandboxed worker)."""
+    out = []
+    for pid in _children().get(os.getpid(), []):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if argv0.endswith(b"bwrap"):
+            out.append(pid)
+    return out
+
+
+@pytest.mark.kafka
+def test_a_hostile_node_in_a_running_processor_harms_nobody(
+    kafka_bootstrap: str, unique_prefix: Callable[[], str], tmp_path: Path
+) -> None:
+    # The hostile node sits in every session's graph; one session attacks, the others talk.
+    manifest = bad_manifest("node", package="tests.extensions.hostile")
+    bundle = _bundle(("node",), (manifest,))
+    prefix = unique_prefix()
+    apply_topics(kafka_bootstrap, TopicLayout(prefix=prefix, partitions=2))
+    extensions = ExtensionRegistry([("hostile.yaml", manifest)], pool_size=2,
+                                   sandbox=Sandbox(nproc=NPROC))
+    config = ProcessorConfig(
+        bootstrap=kafka_bootstrap, prefix=prefix, bundle=bundle, drain_grace_s=10,
+        store=tmp_path / "store", registry=extensions.node_registry(bundle=bundle, strict=True))
+    attacks = ("forkbomb 64", "setsid", "read passwd", "connect kafka", "write repo", "write tmp")
+    try:
+        with ProcessorThread(config) as running:
+            sandboxes = _sandboxes()
+            assert len(sandboxes) == 2  # the pool, started with the graph
+            client = VoiceClient(bootstrap=kafka_bootstrap, prefix=prefix, tenant_id="acme")
+            good = [client.open_session(f"good{n}") for n in range(2)]
+            attacker = client.open_session("attacker")
+            client.flush()
+            _wait_for(lambda: running.processor.stats.sessions_admitted >= 3, 30, "sessions admitted")
+            turns = 0
+            for attack in attacks:
+                attacker.send_transcript(attack)
+                for s in good:
+                    s.send_transcript("what time is it")
+                client.flush()
+                turns += 1 + len(good)
+                _wait_for(_closed_at_least(running, turns), 30, f"turns after {attack}")
+                # No process of the attack outlives its call.
+                assert all(len(_descendants(pid)) == 2 for pid in sandboxes), attack
+            stats = running.processor.stats
+            assert _sandboxes() == sandboxes  # no worker was replaced
+    finally:
+        extensions.close()
+        escaped = [Path(NAMED[name]) for name in ("repo", "tmp")]
+        assert not any(p.exists() for p in escaped)
+        for path in escaped:
+            path.unlink(missing_ok=True)
+    rows = read_log(kafka_bootstrap, prefix, partitions=2)
+    # What the hostile node answered (its NodeOutput in the attacker's turns): all stopped.
+    answers = [r.event.payload.text for r in rows if r.event.session_id == "attacker"
+               and r.event.node_id == "bad_node" and isinstance(r.event.payload, ev.NodeOutput)]
+    assert len(answers) == len(attacks), answers
+    assert answers[0].startswith("denied EAGAIN after "), answers  # forkbomb
+    assert answers[1:] == ["ok left a setsid grandchild running",  # (and it was killed)
+                           "denied ENOENT", "denied ECONNREFUSED", "denied EACCES", "denied ENOENT"]
+    errors = [(r.event.session_id, r.event.payload) for r in rows if isinstance(r.event.payload, ev.NodeError)]
+    assert stats.turns_committed == turns and stats.turns_aborted == 0, errors
+    assert check_log(rows) == []

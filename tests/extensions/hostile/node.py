@@ -20,6 +20,13 @@ from streams.nodes.items import Item, TranscriptText
 from streams.nodes.node import Node, NodeContext
 
 REPO = Path(__file__).resolve().parents[3]
+# Targets by name, for transcripts that went through normalisation (no punctuation).
+NAMED = {
+    "passwd": "/etc/passwd",
+    "kafka": "127.0.0.1:9092",
+    "repo": str(REPO / "rspp-hostile-escaped"),
+    "tmp": "/tmp/rspp-hostile-escaped",
+}
 
 
 def _denied(exc: OSError) -> str:
@@ -95,7 +102,7 @@ ATTEMPTS: dict[str, Callable[[str], str]] = {
     "read": _read,
     "connect": _connect,
     "setsid": _setsid_child,
-    "fork_bomb": _fork_bomb,
+    "forkbomb": _fork_bomb,
     "scratch": _scratch,
 }
 
@@ -109,7 +116,7 @@ class Hostile:
             yield item
             return
         try:
-            outcome = ATTEMPTS[what](arg)
+            outcome = ATTEMPTS[what](NAMED.get(arg, arg))
         except OSError as exc:
             outcome = _denied(exc)
         yield TranscriptText(text=outcome, final=True)
