@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.abi import events as ev
+from streams.client import VoiceClient
 from streams.extensions import (
     ExtensionRefusedError,
     ExtensionRegistry,
@@ -25,8 +27,6 @@ from streams.extensions import (
     SandboxUnavailableError,
     WorkerPool,
 )
-from streams.abi import events as ev
-from streams.client import VoiceClient
 from streams.nodes import NodeContext, NodeRegistry, TranscriptText
 from streams.runtime.processor import ProcessorConfig
 from streams.testing import ProcessorThread, check_log, read_log
@@ -186,7 +186,7 @@ def test_the_process_limit_is_per_worker() -> None:
 def test_a_declared_network_capability_keeps_the_network(kafka_bootstrap: str) -> None:
     networked = Hostile(capabilities=("network",))
     try:
-        address = kafka_bootstrap.split(",")[0]
+        address = kafka_bootstrap.split(",", maxsplit=1)[0]
         assert networked.ask(f"connect {address}") == f"ok connected to {address}"
         assert networked.ask("read /etc/passwd") == "denied ENOENT"  # still sandboxed otherwise
     finally:
