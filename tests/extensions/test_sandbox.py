@@ -26,6 +26,7 @@ from streams.extensions import (
     Sandbox,
     SandboxUnavailableError,
     WorkerPool,
+    WorkerSpec,
 )
 from streams.nodes import NodeContext, NodeRegistry, TranscriptText
 from streams.runtime.processor import ProcessorConfig
@@ -295,3 +296,29 @@ def test_a_hostile_node_in_a_running_processor_harms_nobody(
     errors = [(r.event.session_id, r.event.payload) for r in rows if isinstance(r.event.payload, ev.NodeError)]
     assert stats.turns_committed == turns and stats.turns_aborted == 0, errors
     assert check_log(rows) == []
+
+
+def test_a_sandbox_that_dies_at_start_fails_calls_instead_of_hanging(tmp_path: Path) -> None:
+    # Passes the load-time check, then cannot start a worker: each call must fail with the
+    # reason, and the worker must not be respawned in a loop.
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    spec = WorkerSpec(name="ext.bad_echo", target="tests.extensions.bad_nodes.echo:build",
+                      sandbox=Sandbox(bwrap=str(fake)))
+    pool = WorkerPool(spec, size=1)
+    pool.prestart()
+
+    async def scenario() -> None:
+        for _ in range(2):
+            node = IsolatedNode(pool, timeout_s=1.0)
+            with pytest.raises(ExtensionRefusedError,
+                               match=r"exited with status 1 before it started, 3 times "
+                                     r"\(stderr: bwrap: setting up uid map: Permission denied\)"):
+                await asyncio.wait_for(_drain(node), 60)  # a guard against the old hang only
+
+    try:
+        asyncio.run(scenario())
+        assert pool.restarts == 2  # three starts in all, then no more
+    finally:
+        pool.close()
