@@ -1,4 +1,4 @@
-"""The first code of a sandboxed worker: ``python confine.py UID GID DROP NPROC``.
+"""The first code of a sandboxed worker: ``python confine.py UID GID DROP NPROC [probe]``.
 
 Run as a script (not ``-m``) so that nothing is imported before it: the user
 namespace it enters must be entered while the process has one thread, and
@@ -11,7 +11,8 @@ the worker's imports (numpy among them) start threads. In order:
 3. enter a user namespace of its own, so the limit counts only this worker's
    processes and threads (not every process of the uid on the host);
 4. set ``RLIMIT_NPROC`` (soft = hard) and become the reaper of everything it
-   starts, then run :mod:`streams.extensions.worker`.
+   starts, then run :mod:`streams.extensions.worker` (``probe``: only import
+   it, the sandbox's self-check).
 
 A failure is written to stderr and exits 4: the host reports it as a worker
 that could not start, and the node's calls fail.
@@ -20,6 +21,7 @@ that could not start, and the node's calls fail.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import resource
 import runpy
@@ -50,12 +52,16 @@ def confine(uid: int, gid: int, *, drop: bool, nproc: int) -> None:
 
 def main(argv: list[str]) -> int:
     del sys.path[0]  # this script's directory: its modules must not shadow top-level names
+    probe = argv[4:] == ["probe"]
     try:
-        uid, gid, drop, nproc = (int(a) for a in argv)
+        uid, gid, drop, nproc = (int(a) for a in argv[:4])
         confine(uid, gid, drop=bool(drop), nproc=nproc)
     except (OSError, ValueError) as exc:
         print(f"rspp sandbox: {exc}", file=sys.stderr)
         return EXIT_CONFINE
+    if probe:
+        importlib.import_module("streams.extensions.worker")
+        return 0
     runpy.run_module("streams.extensions.worker", run_name="__main__", alter_sys=True)
     return 0
 

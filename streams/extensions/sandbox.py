@@ -19,8 +19,14 @@ One :class:`Sandbox` says what a worker may see, as explicit arguments:
   unprivileged, which maps the worker to its own non-root uid.
 
 The sandbox is started once per worker process, never per call.
-:meth:`Sandbox.check` runs a probe sandbox once per configuration; when it
+:meth:`Sandbox.check` starts a probe sandbox once per configuration (it
+confines itself and imports the worker, without an extension); when that
 fails, untrusted nodes are refused at load (fail closed).
+
+``--die-with-parent`` ties bubblewrap to the *thread* that started it
+(``PR_SET_PDEATHSIG``): workers are started from the processor's event loop
+thread, or from the thread building the graph; a worker whose starting thread
+ends is killed, and the pool replaces it on its next call.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from streams.extensions.errors import SandboxUnavailableError
@@ -42,7 +48,7 @@ __all__ = ["SCRATCH", "Sandbox", "inner_pid", "runtime_paths"]
 SCRATCH = "/scratch"
 _LIBS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
 _PROBE_TIMEOUT_S = 30.0
-_checked: dict[tuple[str, int, int, bool], str | None] = {}
+_checked: dict[tuple[Sandbox, bool], str | None] = {}
 _checked_lock = threading.Lock()
 
 
@@ -134,21 +140,26 @@ class Sandbox:
                  "--chdir", SCRATCH, "--clearenv",
                  "--setenv", "HOME", SCRATCH, "--setenv", "TMPDIR", SCRATCH,
                  "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+                 # Native thread pools size themselves by the host's cores, which would
+                 # make the process limit depend on the machine: one thread each.
+                 "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "OPENBLAS_NUM_THREADS", "1",
+                 "--setenv", "MKL_NUM_THREADS", "1",
                  "--setenv", "PYTHONPATH", ":".join(dict.fromkeys(pythonpath))]
         return [*args, "--", *argv]
 
-    def worker_argv(self) -> list[str]:
-        """The worker's command: :mod:`~streams.extensions.confine` first, then the worker."""
+    def worker_argv(self, *, probe: bool = False) -> list[str]:
+        """The worker's command: :mod:`~streams.extensions.confine` first, then the worker
+        (with ``probe``: confine, import the worker and exit)."""
         confine = str(Path(__file__).resolve().with_name("confine.py"))
         return self.wrap([self.interpreter(), "-s", confine, str(self.uid), str(self.gid),
-                          str(int(self.privileged)), str(self.nproc)])
+                          str(int(self.privileged)), str(self.nproc), *(["probe"] if probe else [])])
 
     def init_message(self) -> dict[str, int]:
         return {"nproc": self.nproc}
 
     def check(self) -> None:
         """Raise :class:`SandboxUnavailableError` unless a probe sandbox starts (cached)."""
-        key = (self.bwrap, self.uid, self.gid, self.privileged)
+        key = (replace(self, read_only=()), self.privileged)
         with _checked_lock:
             if key not in _checked:
                 _checked[key] = self._probe()
@@ -159,14 +170,8 @@ class Sandbox:
     def _probe(self) -> str | None:
         if shutil.which(self.bwrap) is None:
             return f"bubblewrap not found ({self.bwrap!r}; Debian package bubblewrap)"
-        # The probe runs what a worker runs first: be pid 2, leave root, own user namespace.
-        code = ("import os, ctypes; assert os.getpid() == 2, os.getpid(); "
-                + (f"os.setgroups([]); os.setresgid({self.gid}, {self.gid}, {self.gid}); "
-                   f"os.setresuid({self.uid}, {self.uid}, {self.uid}); " if self.privileged else "")
-                + "assert ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0, "
-                  "os.strerror(ctypes.get_errno())")
         try:
-            done = subprocess.run(self.wrap([self.interpreter(), "-s", "-c", code]),
+            done = subprocess.run(self.worker_argv(probe=True), stdin=subprocess.DEVNULL,
                                   capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bubblewrap self-check failed ({exc})"
