@@ -103,6 +103,7 @@ class Worker:
         if messages and messages[0].get("id") == 0:
             if messages[0].get("ok") is True:
                 self._started = True
+                self._start_failures = 0
             else:
                 self._load_error = ExtensionRefusedError(
                     f"{self.spec.name}: worker could not load {self.spec.target}: "

@@ -322,3 +322,30 @@ def test_a_sandbox_that_dies_at_start_fails_calls_instead_of_hanging(tmp_path: P
         assert pool.restarts == 2  # three starts in all, then no more
     finally:
         pool.close()
+
+
+def test_an_installed_distribution_runs_in_the_sandbox() -> None:
+    # The example extension (a wheel-installed distribution), admitted as untrusted: the
+    # sandbox binds its package directory from site-packages, and it serves calls.
+    from pipelines.loader import load_artifact
+    from pipelines.models import ExtensionManifest
+
+    loaded, issues = load_artifact(REPO / "pipelines/extensions/custom_sentiment_node_v1.yaml")
+    assert loaded is not None and isinstance(loaded.model, ExtensionManifest), issues
+    manifest = loaded.model.model_copy(update={"trust_level": "untrusted"})
+    registry = ExtensionRegistry([("sentiment.yaml", manifest)])
+    (status,) = registry.statuses()
+    assert status.state == "verified" and status.sandboxed, status.reason
+    spec = registry.worker_spec(status)
+    assert spec.sandbox is not None and spec.sandbox.network is False
+    assert [Path(p).name for p in spec.sandbox.read_only] == ["rspp_sentiment"]
+    pool = WorkerPool(spec, size=1)
+    pool.prestart()
+
+    async def scenario() -> list[object]:
+        return await _drain(IsolatedNode(pool, timeout_s=5.0))
+
+    try:
+        assert asyncio.run(scenario()) == [TranscriptText("hi", True)]
+    finally:
+        pool.close()
