@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -349,3 +351,19 @@ def test_an_installed_distribution_runs_in_the_sandbox() -> None:
         assert asyncio.run(scenario()) == [TranscriptText("hi", True)]
     finally:
         pool.close()
+
+
+def test_rspp_ext_verify_names_the_missing_sandbox_in_one_line(tmp_path: Path) -> None:
+    # bwrap is looked up on PATH: without it the untrusted manifest is refused, exit 1.
+    text = (REPO / "pipelines/extensions/custom_sentiment_node_v1.yaml").read_text()
+    assert "trust_level: verified" in text
+    (tmp_path / "untrusted.yaml").write_text(text.replace("trust_level: verified",
+                                                          "trust_level: untrusted"))
+    code = "import sys; from streams.cli import main; main(sys.argv[1:])"
+    env = {**os.environ, "PATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code, "ext", "verify", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("rspp: error: extension custom_sentiment_node 1.0.0 (")
+    assert "untrusted node needs a sandbox: bubblewrap not found ('bwrap'" in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
