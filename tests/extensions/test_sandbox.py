@@ -129,7 +129,9 @@ def test_escape_attempts_fail_inside_the_sandbox(sandboxed: Hostile) -> None:
     outside = [REPO / marker, Path("/tmp") / marker]
     try:
         assert sandboxed.ask(f"write {REPO / marker}") in ("denied EACCES", "denied EROFS")
-        assert sandboxed.ask(f"write /tmp/{marker}") == "denied ENOENT"  # no /tmp inside
+        # No /tmp inside (EACCES when the checkout itself lives under /tmp: then /tmp is
+        # a read-only parent of the bound runtime).
+        assert sandboxed.ask(f"write /tmp/{marker}") in ("denied ENOENT", "denied EACCES")
         assert sandboxed.ask("read /etc/passwd") == "denied ENOENT"  # no /etc inside
         connect = sandboxed.ask("connect 127.0.0.1:9092")
         assert connect in ("denied ECONNREFUSED", "denied ENETUNREACH"), connect
@@ -293,8 +295,9 @@ def test_a_hostile_node_in_a_running_processor_harms_nobody(
                and r.event.node_id == "bad_node" and isinstance(r.event.payload, ev.NodeOutput)]
     assert len(answers) == len(attacks), answers
     assert answers[0].startswith("denied EAGAIN after "), answers  # forkbomb
-    assert answers[1:] == ["ok left a setsid grandchild running",  # (and it was killed)
-                           "denied ENOENT", "denied ECONNREFUSED", "denied EACCES", "denied ENOENT"]
+    assert answers[1:5] == ["ok left a setsid grandchild running",  # (and it was killed)
+                            "denied ENOENT", "denied ECONNREFUSED", "denied EACCES"]
+    assert answers[5] in ("denied ENOENT", "denied EACCES")  # write /tmp (see above)
     errors = [(r.event.session_id, r.event.payload) for r in rows if isinstance(r.event.payload, ev.NodeError)]
     assert stats.turns_committed == turns and stats.turns_aborted == 0, errors
     assert check_log(rows) == []
