@@ -6,6 +6,9 @@
 - External nodes run in worker processes (:class:`WorkerPool`) with
   ``setrlimit`` limits, a per-call budget and cancellation; every failure is an
   :class:`IsolatedNodeError`, which is a :class:`~streams.nodes.NodeError`.
+- ``untrusted`` nodes' workers run in a bubblewrap :class:`Sandbox` (no network
+  unless declared, read-only runtime and package, private scratch, own PID
+  namespace, process limit); without a working sandbox they are refused.
 
 Names are imported lazily: the worker process (``python -m
 streams.extensions.worker``) must not pay for the registry's imports.
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
         ExtensionRefusedError,
         IsolatedNodeError,
         NodeRaisedError,
+        SandboxUnavailableError,
         WorkerCrashedError,
         WorkerMemoryError,
         WorkerProtocolError,
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from streams.extensions.pool import WorkerPool, WorkerSpec
     from streams.extensions.proxy import IsolatedKind, IsolatedNode
     from streams.extensions.registry import ExtensionRegistry, ExtensionStatus, load_manifests
+    from streams.extensions.sandbox import Sandbox
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -53,6 +58,8 @@ __all__ = [
     "IsolatedNode",
     "IsolatedNodeError",
     "NodeRaisedError",
+    "Sandbox",
+    "SandboxUnavailableError",
     "WorkerCrashedError",
     "WorkerMemoryError",
     "WorkerPool",
@@ -69,7 +76,7 @@ _HOME = {
     "ENTRY_POINT_GROUP": "digest", "distribution_digest": "digest", "module_digest": "digest",
     "wheel_digest": "digest", "WorkerPool": "pool", "WorkerSpec": "pool",
     "IsolatedKind": "proxy", "IsolatedNode": "proxy", "ExtensionRegistry": "registry",
-    "ExtensionStatus": "registry", "load_manifests": "registry",
+    "ExtensionStatus": "registry", "load_manifests": "registry", "Sandbox": "sandbox",
 }
 
 

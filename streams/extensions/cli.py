@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from streams.cli.output import console, emit_json
-from streams.extensions.errors import DigestMismatchError, ExtensionLoadError
+from streams.extensions.errors import ExtensionLoadError
 from streams.extensions.frames import decode_item, encode_item
 from streams.extensions.registry import DEFAULT_DIR, ExtensionRegistry
 
@@ -30,7 +30,7 @@ def list_cmd(directory: DirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     registry = ExtensionRegistry.from_directory(directory)
     rows = [
         {"node_type": s.node_type, "extension": f"{s.name}@{s.version}", "impl_ref": s.impl_ref,
-         "mode": s.execution_mode, "state": s.state, "pinned": s.pinned, "actual": s.actual}
+         "mode": s.execution_mode + (" (sandbox)" if s.sandboxed else ""), "state": s.state, "pinned": s.pinned, "actual": s.actual}
         for s in registry.statuses()
     ]
     eps = registry.entry_points()
@@ -64,8 +64,7 @@ def verify_cmd(
     refused = [s for s in statuses if s.state == "refused"]
     if refused:
         extra = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        error = DigestMismatchError if refused[0].actual else ExtensionLoadError
-        raise error(f"{refused[0].reason}{extra}")
+        raise refused[0].error(f"{refused[0].reason}{extra}")
 
 
 def _read_items(path: Path) -> list[Any]:

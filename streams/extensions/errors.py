@@ -24,6 +24,7 @@ __all__ = [
     "ExtensionRefusedError",
     "IsolatedNodeError",
     "NodeRaisedError",
+    "SandboxUnavailableError",
     "WorkerCrashedError",
     "WorkerMemoryError",
     "WorkerProtocolError",
@@ -45,6 +46,10 @@ class ExtensionNotFoundError(ExtensionLoadError):
 
 class DigestMismatchError(ExtensionLoadError):
     """The installed files do not hash to the digest the manifest (and bundle) pins."""
+
+
+class SandboxUnavailableError(ExtensionLoadError):
+    """bubblewrap is missing or fails its self-check: untrusted nodes are refused (fail closed)."""
 
 
 class IsolatedNodeError(NodeError, ExtensionError):

@@ -30,12 +30,14 @@ from streams.extensions.errors import (
     WorkerTimeoutError,
 )
 from streams.extensions.frames import FrameDecoder, FrameError, encode_frame, read_frames_blocking
+from streams.extensions.sandbox import inner_pid
 from streams.extensions.spec import WorkerSpec
 
 __all__ = ["Worker"]
 
 _STDERR_TAIL = 2048
 _CANCEL_GRACE_S = 0.1
+_START_ATTEMPTS = 3  # a worker that dies this often before answering init is not respawned
 
 
 def _nothing() -> None:
@@ -75,6 +77,8 @@ class Worker:
         self._last_id = 0
         self._load_error: ExtensionRefusedError | None = None
         self._zombies: list[subprocess.Popen[bytes]] = []
+        self._signal_pid: int | None = None  # the worker under bubblewrap (found on demand)
+        self._start_failures = 0
 
     # -- process lifecycle ---------------------------------------------------
 
@@ -99,6 +103,7 @@ class Worker:
         if messages and messages[0].get("id") == 0:
             if messages[0].get("ok") is True:
                 self._started = True
+                self._start_failures = 0
             else:
                 self._load_error = ExtensionRefusedError(
                     f"{self.spec.name}: worker could not load {self.spec.target}: "
@@ -111,21 +116,27 @@ class Worker:
     def spawn(self) -> None:
         """Start the process and send ``init`` (no event loop needed)."""
         self._zombies = [z for z in self._zombies if z.poll() is None]
+        sandbox = self.spec.sandbox
+        argv = ([sys.executable, "-m", "streams.extensions.worker"] if sandbox is None
+                else sandbox.worker_argv())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.extensions.worker"],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: a kill takes its children too
         )
         assert proc.stdin is not None
-        proc.stdin.write(encode_frame(self.spec.init_message()))
-        proc.stdin.flush()
+        # A worker that died at once (a sandbox that cannot start) is seen at its stdout's end.
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(encode_frame(self.spec.init_message()))
+            proc.stdin.flush()
         self._proc = proc
         self._decoder = FrameDecoder()
         self._stderr = bytearray()
         self._ready = None
         self._started = False
+        self._signal_pid = None
         self.generation += 1
         if self._loop is not None and not self._loop.is_closed():
             self._watch(self._loop)
@@ -191,6 +202,7 @@ class Worker:
         if self._load_error is None:  # a plugin that cannot load is not respawned in a loop
             self.restarts += 1
             self.spawn()
+        self.on_free()  # a pool waiting for this slot looks again (it may now report the refusal)
 
     def respawn(self) -> None:
         self.kill()
@@ -216,6 +228,16 @@ class Worker:
         if proc is self._proc:
             self._stderr += data
             del self._stderr[:-_STDERR_TAIL]
+
+    def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        """What a dead worker still had on stderr (its last words name the failure)."""
+        if proc.stderr is None or proc.stderr.closed:
+            return
+        os.set_blocking(proc.stderr.fileno(), False)
+        with contextlib.suppress(OSError):
+            while data := os.read(proc.stderr.fileno(), 65536):
+                self._stderr += data
+        del self._stderr[:-_STDERR_TAIL]
 
     def _on_stdout(self, proc: subprocess.Popen[bytes]) -> None:
         if proc is not self._proc:
@@ -243,6 +265,7 @@ class Worker:
         if call_id == 0 and self._ready is not None and not self._ready.done():
             if message.get("ok") is True:
                 self._started = True
+                self._start_failures = 0
                 self._ready.set_result(None)
                 self.on_free()
             else:
@@ -268,6 +291,15 @@ class Worker:
             code: int | None = proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
             code = None
+        if self.spec.sandbox is not None and code is not None and code > 128:
+            code = 128 - code  # bubblewrap exits 128 + the signal that killed the worker
+        self._drain_stderr(proc)
+        if not self._started:
+            self._start_failures += 1
+            if self._start_failures >= _START_ATTEMPTS:  # not respawned in a loop
+                self._load_error = ExtensionRefusedError(
+                    f"{self.spec.name}: worker {_describe_exit(code)} before it started, "
+                    f"{_START_ATTEMPTS} times{self._stderr_line()}")
         error: IsolatedNodeError
         if code == 3:
             error = WorkerMemoryError(
@@ -362,8 +394,17 @@ class Worker:
             self.respawn()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(self._interrupt_pid(proc), signal.SIGINT)
         self._draining = asyncio.get_running_loop().create_task(self._drain(call_id, fut, proc))
+
+    def _interrupt_pid(self, proc: subprocess.Popen[bytes]) -> int:
+        """The pid a cooperative cancel signals: the worker itself, also under bubblewrap
+        (which does not forward signals to the sandbox)."""
+        if self.spec.sandbox is None:
+            return proc.pid
+        if self._signal_pid is None:
+            self._signal_pid = inner_pid(proc.pid)
+        return proc.pid if self._signal_pid is None else self._signal_pid
 
     async def _drain(self, call_id: int, fut: asyncio.Future[dict[str, Any]],
                      proc: subprocess.Popen[bytes]) -> None:

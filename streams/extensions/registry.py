@@ -13,6 +13,11 @@ The plugin is a callable ``build(config) -> factory`` returning a zero-argument
 factory of :class:`~streams.nodes.Node` objects. ``execution_mode: external``
 (and every ``untrusted`` manifest) runs the node in worker processes
 (:mod:`streams.extensions.pool`); ``in_process`` loads it into the processor.
+An ``untrusted`` node's workers run in a bubblewrap
+:class:`~streams.extensions.sandbox.Sandbox` that sees only the runtime and
+the node's own package (network only with the ``network`` capability);
+``verified`` and ``trusted`` nodes keep plain worker processes. Without a
+working sandbox an untrusted node is refused (fail closed).
 
 A manifest whose package is missing, has another version, or hashes to another
 digest is refused. :meth:`ExtensionRegistry.install` then registers a node kind
@@ -24,10 +29,11 @@ only a manifest with the same digest may serve its node type.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
 from typing import Literal
@@ -44,9 +50,11 @@ from streams.extensions.errors import (
     DigestMismatchError,
     ExtensionLoadError,
     ExtensionNotFoundError,
+    SandboxUnavailableError,
 )
 from streams.extensions.pool import WorkerSpec
 from streams.extensions.proxy import IsolatedKind, refused_builder
+from streams.extensions.sandbox import Sandbox
 from streams.extensions.worker import load_target
 from streams.nodes import NodeRegistry, ProviderPolicy, default_registry
 from streams.nodes.node import NodeFactory
@@ -55,6 +63,7 @@ from streams.nodes.registry import NodeBuilder
 __all__ = ["ADAPTER_GROUP", "ENTRY_POINT_GROUP", "ExtensionRegistry", "ExtensionStatus", "load_manifests"]
 
 ADAPTER_GROUP = "rspp.adapters"
+NETWORK_CAPABILITY = "network"  # the manifest capability that keeps an untrusted node's network
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "extensions"
 State = Literal["verified", "refused"]
 
@@ -74,10 +83,20 @@ class ExtensionStatus:
     target: str | None  # module:attr of the plugin, when found
     state: State
     reason: str | None = None
+    sandboxed: bool = False  # untrusted: its workers run in the bubblewrap sandbox
 
     @property
     def external(self) -> bool:
         return self.execution_mode == "external"
+
+    @property
+    def error(self) -> type[ExtensionLoadError]:
+        """The exception type a strict load raises for this refusal."""
+        if self.actual is None:
+            return ExtensionLoadError
+        if self.actual == self.pinned:  # the code verified: only the sandbox can refuse it
+            return SandboxUnavailableError
+        return DigestMismatchError
 
 
 def load_manifests(directory: Path = DEFAULT_DIR) -> list[tuple[str, ExtensionManifest]]:
@@ -119,6 +138,18 @@ def _resolve(impl_ref: str, node_type: str, version: str) -> tuple[str, str]:
         f"impl_ref {impl_ref!r} has no loader (expected dist:<name> or module:<module>:<attr>)")
 
 
+def _package_paths(impl_ref: str) -> tuple[str, ...]:
+    """The extension's own files, for the sandbox: what its digest covers."""
+    scheme, _, rest = impl_ref.partition(":")
+    if scheme == "module":  # the module's directory (its package), as module_digest hashes
+        spec = importlib.util.find_spec(rest.partition(":")[0])
+        return () if spec is None or spec.origin is None else (str(Path(spec.origin).parent),)
+    dist = distribution(rest)
+    tops = {f.parts[0] for f in dist.files or () if f.parts and not f.parts[0].endswith(
+        (".dist-info", ".data")) and f.parts[0] != ".."}
+    return tuple(sorted(str(dist.locate_file(top)) for top in tops))
+
+
 class ExtensionRegistry:
     """Verified extension nodes (and adapter plugins), ready to install into a NodeRegistry."""
 
@@ -127,17 +158,20 @@ class ExtensionRegistry:
         manifests: Sequence[tuple[str, ExtensionManifest]] = (),
         *,
         pool_size: int = 2,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._manifests = list(manifests)
         self._pool_size = pool_size
+        self._sandbox = sandbox or Sandbox()  # untrusted nodes: bwrap binary, uid, process limit
         self._plugins: dict[str, tuple[NodeBuilder, bool]] = {}
         self._adapters: dict[str, RuntimeAdapterPlugin] = {}
         self._kinds: list[IsolatedKind] = []
         self._statuses: dict[str, ExtensionStatus] | None = None
 
     @classmethod
-    def from_directory(cls, directory: Path = DEFAULT_DIR, *, pool_size: int = 2) -> ExtensionRegistry:
-        return cls(load_manifests(directory), pool_size=pool_size)
+    def from_directory(cls, directory: Path = DEFAULT_DIR, *, pool_size: int = 2,
+                       sandbox: Sandbox | None = None) -> ExtensionRegistry:
+        return cls(load_manifests(directory), pool_size=pool_size, sandbox=sandbox)
 
     # -- the guide's interface ---------------------------------------------
 
@@ -181,6 +215,11 @@ class ExtensionRegistry:
             if actual != pkg.digest:
                 raise DigestMismatchError(
                     f"files hash to {actual} but the manifest pins {pkg.digest}")
+            if m.trust_level == "untrusted":
+                try:
+                    self._sandbox.check()
+                except SandboxUnavailableError as exc:
+                    raise SandboxUnavailableError(f"untrusted node needs a sandbox: {exc}") from None
         except ExtensionLoadError as exc:
             reason = (f"extension {m.metadata.name} {m.metadata.version} ({source}): {exc}; "
                       "refusing to load")
@@ -190,6 +229,7 @@ class ExtensionRegistry:
             execution_mode="external" if external else "in_process",
             pinned=pkg.digest, actual=actual, target=target,
             state="refused" if reason else "verified", reason=reason,
+            sandboxed=m.trust_level == "untrusted",
         )
 
     def statuses(self) -> list[ExtensionStatus]:
@@ -222,6 +262,9 @@ class ExtensionRegistry:
             timeout_s=(limits.timeout_ms if limits else 1000) / 1000.0,
             cancel=m.node.cancel,
             path=tuple(p for p in sys.path if p and os.path.isdir(p)),
+            sandbox=replace(self._sandbox, read_only=_package_paths(status.impl_ref),
+                            network=NETWORK_CAPABILITY in m.capabilities)
+            if status.sandboxed else None,
         )
 
     def builder(self, status: ExtensionStatus) -> NodeBuilder:
@@ -276,7 +319,7 @@ class ExtensionRegistry:
             if status.state == "refused":
                 assert status.reason is not None
                 if strict:
-                    raise (DigestMismatchError if status.actual else ExtensionLoadError)(status.reason)
+                    raise status.error(status.reason)
                 registry.register(status.node_type, refused_builder(status.reason), deterministic=False)
                 continue
             deterministic = self.manifest(status.node_type).node.deterministic  # type: ignore[union-attr]

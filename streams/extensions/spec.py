@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from streams.extensions.sandbox import Sandbox
 
 __all__ = ["WorkerSpec"]
 
@@ -23,9 +26,11 @@ class WorkerSpec:
     cancel: Literal["cooperative", "kill"] = "kill"
     start_timeout_s: float = 15.0
     path: tuple[str, ...] = ()
+    sandbox: Sandbox | None = None  # untrusted nodes: the worker runs under bubblewrap
 
     def init_message(self) -> dict[str, Any]:
         return {
+            "sandbox": None if self.sandbox is None else self.sandbox.init_message(),
             "op": "init",
             "target": self.target,
             "config": dict(self.config),

@@ -7,6 +7,11 @@ imports the plugin, applies ``setrlimit`` (address space = its size after
 imports + ``memory_mb``; open files; CPU seconds re-armed before every call)
 and serves ``process`` / ``flush`` / ``close`` requests one at a time.
 
+Under a :class:`~streams.extensions.sandbox.Sandbox` the worker was started
+by :mod:`streams.extensions.confine` (own user namespace, process limit,
+reaper of all it starts) and ``init["sandbox"]`` is set: after each call, any
+process the call left behind is killed and reaped before the answer.
+
 ``sys.stdout`` is pointed at stderr, so a stray ``print`` in a node cannot
 corrupt the protocol; bytes written to fd 1 directly still can, and the parent
 treats them as a protocol violation. SIGINT interrupts the running call (the
@@ -17,6 +22,7 @@ worker exits, since its heap may be unusable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import math
 import os
@@ -61,6 +67,25 @@ def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     memory = _vm_bytes() + limits["memory_mb"] * (1 << 20)
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def _sweep() -> None:
+    """Kill and reap every process the last call left running (sandbox only).
+
+    The worker is pid 2 of its PID namespace and the reaper of all its
+    descendants, so "no child" means no other process but bwrap's init, and
+    ``kill(-1)`` reaches only this namespace (never the worker or pid 1).
+    One ``waitpid`` answers the common case: no children at all.
+    """
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:  # alive children remain
+            os.kill(-1, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(-1, 0)
 
 
 def _arm_cpu(cpu_ms: int) -> None:
@@ -108,8 +133,9 @@ def _context(raw: dict[str, Any]) -> NodeContext:
 
 
 class _Server:
-    def __init__(self, factory: Callable[[], Node], cpu_ms: int, out: int) -> None:
+    def __init__(self, factory: Callable[[], Node], cpu_ms: int, out: int, *, sandboxed: bool) -> None:
         self.factory = factory
+        self.sandboxed = sandboxed
         self.cpu_ms = cpu_ms
         self.out = out
         self.nodes: dict[int, Node] = {}
@@ -117,9 +143,11 @@ class _Server:
 
     def reply(self, message: dict[str, Any]) -> None:
         frame = encode_frame(message)
-        # A cancel's SIGINT must not cut a frame in half.
+        # A cancel's SIGINT must not cut a frame in half (nor the sweep).
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
         try:
+            if self.sandboxed:
+                _sweep()  # before the answer: nothing a call started outlives it
             _write_all(self.out, frame)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
@@ -131,6 +159,8 @@ class _Server:
             node = self.nodes.pop(inst, None)
             if node is not None:
                 node.close()
+            if self.sandboxed:
+                _sweep()
             return True
         call_id = request.get("id")
         try:
@@ -176,6 +206,7 @@ def _serve(inp: BinaryIO, out: int) -> int:
     for path in reversed(init.get("path", [])):
         if path not in sys.path:
             sys.path.insert(0, path)
+    sandbox = init.get("sandbox")
     try:
         build = load_target(init["target"])
         factory = build(dict(init.get("config") or {}))
@@ -184,7 +215,8 @@ def _serve(inp: BinaryIO, out: int) -> int:
         _write_all(out, encode_frame({"id": 0, "ok": False, "error": "load",
                                       "message": f"{type(exc).__name__}: {exc}"[:500]}))
         return 1
-    server = _Server(factory, int(init["limits"].get("cpu_ms", 1000)), out)
+    server = _Server(factory, int(init["limits"].get("cpu_ms", 1000)), out,
+                     sandboxed=sandbox is not None)
     server.reply({"id": 0, "ok": True, "pid": os.getpid()})
     while True:
         try:

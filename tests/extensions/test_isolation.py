@@ -1,17 +1,20 @@
 """Isolated nodes: each misbehaviour becomes a typed node error within budget + margin,
-the worker is replaced, and the next call (another turn) is served."""
+the worker is replaced, and the next call (another turn) is served; the same holds
+for a worker in the bubblewrap sandbox (untrusted nodes)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from streams.extensions import (
     IsolatedNode,
     IsolatedNodeError,
+    Sandbox,
     WorkerCrashedError,
     WorkerMemoryError,
     WorkerPool,
@@ -25,11 +28,14 @@ from tests.extensions.conftest import BUDGET_MS, MARGIN_S
 CTX = NodeContext(session_id="s1", turn_id="t1", node_id="bad", correlation_id="c1")
 
 
-def _pool(module: str, *, cancel: str = "kill") -> WorkerPool:
+SANDBOX = Sandbox(read_only=(str(Path(__file__).parent / "bad_nodes"),))
+
+
+def _pool(module: str, *, cancel: str = "kill", sandboxed: bool = False) -> WorkerPool:
     spec = WorkerSpec(name=f"ext.bad_{module}", target=f"tests.extensions.bad_nodes.{module}:build",
                       timeout_s=BUDGET_MS / 1000, memory_mb=64, cpu_ms=1000,
                       cancel=cancel,  # type: ignore[arg-type]
-                      path=tuple(p for p in sys.path if p))
+                      path=tuple(p for p in sys.path if p), sandbox=SANDBOX if sandboxed else None)
     pool = WorkerPool(spec, size=1)
     pool.prestart()
     return pool
@@ -43,6 +49,7 @@ async def _call(pool: WorkerPool, text: str) -> list[object]:
         node.close()
 
 
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["plain", "sandbox"])
 @pytest.mark.parametrize(
     ("module", "error", "says"),
     [
@@ -53,10 +60,10 @@ async def _call(pool: WorkerPool, text: str) -> list[object]:
     ],
 )
 def test_misbehaviour_is_a_node_error_within_budget(
-    module: str, error: type[IsolatedNodeError], says: str
+    module: str, error: type[IsolatedNodeError], says: str, sandboxed: bool
 ) -> None:
     async def scenario() -> None:
-        pool = _pool(module)
+        pool = _pool(module, sandboxed=sandboxed)
         try:
             assert await _call(pool, "hello there") == [TranscriptText("hello there", True)]
             pid = pool.workers[0].pid
@@ -78,9 +85,10 @@ def test_timeout_is_classified_as_a_timeout() -> None:
     assert issubclass(WorkerTimeoutError, NodeTimeoutError)
 
 
-def test_cancel_kills_the_running_call() -> None:
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["plain", "sandbox"])
+def test_cancel_kills_the_running_call(sandboxed: bool) -> None:
     async def scenario() -> None:
-        pool = _pool("spin")
+        pool = _pool("spin", sandboxed=sandboxed)
         try:
             await _call(pool, "warm up")
             pid = pool.workers[0].pid
@@ -99,9 +107,11 @@ def test_cancel_kills_the_running_call() -> None:
     asyncio.run(scenario())
 
 
-def test_cooperative_cancel_interrupts_without_a_restart() -> None:
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["plain", "sandbox"])
+def test_cooperative_cancel_interrupts_without_a_restart(sandboxed: bool) -> None:
+    # Under bubblewrap the SIGINT goes to the worker itself (bwrap does not forward it).
     async def scenario() -> None:
-        pool = _pool("spin", cancel="cooperative")
+        pool = _pool("spin", cancel="cooperative", sandboxed=sandboxed)
         try:
             await _call(pool, "warm up")
             pid = pool.workers[0].pid

@@ -1,0 +1,1 @@
+"""A hostile extension: tries to leave its sandbox, one attempt per call."""
