@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Message, Top
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
-from streams.topics import TopicLayout
+from streams.topics import OUTPUT_MAX_RECORD_BYTES, OUTPUT_READER_CONFIG, TopicLayout
 
 __all__ = ["LogFollower", "Playback", "SessionView", "TurnView"]
 
@@ -74,7 +74,7 @@ class LogFollower:
         after it, so a bridge on a long-lived prefix does not replay the whole history;
         None reads the log from its beginning."""
         self.layout = TopicLayout(prefix=prefix, partitions=partitions)
-        self.codec = EventCodec()
+        self.codec = EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
         self.sessions: dict[str, SessionView] = {}
         self.lock = threading.Lock()
         self.events = 0
@@ -84,6 +84,7 @@ class LogFollower:
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
+                **OUTPUT_READER_CONFIG,
                 "bootstrap.servers": bootstrap,
                 "group.id": f"rspp-follower-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,

@@ -317,14 +317,14 @@ def dlq_show(
     from streams.abi.codec import EventCodec
     from streams.abi.events import DeadLetter
     from streams.runtime.changelog import read_to_end
-    from streams.topics import TopicLayout, describe_topics
+    from streams.topics import OUTPUT_MAX_RECORD_BYTES, TopicLayout, describe_topics
 
     address = resolve_bootstrap(bootstrap, timeout=15)
     layout = TopicLayout(prefix=prefix, partitions=1)
     dlq = next(r for r in describe_topics(address, layout) if r.name == layout.dlq)
     if not dlq.exists:
         raise typer.BadParameter(f"topic {layout.dlq} does not exist")
-    codec = EventCodec()
+    codec = EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
     rows = []
     for msg in read_to_end(address, layout.dlq, range(dlq.partitions or 0)):
         event = codec.decode(msg.value())

@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.runtime.errors import ProcessorError
+from streams.topics import OUTPUT_READER_CONFIG
 
 __all__ = ["OPEN_TXN_GRACE_S", "read_to_end"]
 
@@ -40,7 +41,8 @@ def read_to_end(
     wanted = sorted(set(partitions))
     if not wanted:
         return
-    settings = {"bootstrap.servers": bootstrap, "enable.auto.commit": False}
+    # Every topic read here is one the processor writes: its records may be that large.
+    settings = {**OUTPUT_READER_CONFIG, "bootstrap.servers": bootstrap, "enable.auto.commit": False}
     consumer = Consumer(
         {
             **settings,
