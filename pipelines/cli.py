@@ -23,6 +23,7 @@ from pipelines.errors import (
     BundleTamperedError,
     CompileError,
     Issue,
+    NotFoundError,
     PipelinesError,
 )
 from pipelines.loader import load_paths
@@ -130,6 +131,9 @@ def validate(
     `file:line: field.path: what is wrong (expected …)` and exits 1 if there is any.
     """
     artifacts, issues = validate_paths(paths)
+    if not artifacts.loaded and not issues:  # a typo'd directory must not pass vacuously
+        shown = ", ".join(str(p) for p in paths)
+        raise NotFoundError(f"{shown}: no artifact files (*.yaml, *.yml, *.json) found")
     if json_out:
         emit_json({"ok": not issues, "artifacts": [{"file": str(a.path), "kind": a.model.kind, "ref": a.model.ref}
                                                     for a in artifacts.loaded],

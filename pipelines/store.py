@@ -114,7 +114,10 @@ class ArtifactStore:
     # -- reading ---------------------------------------------------------------------------
     def get(self, model: type[A], ref: str) -> A:
         """Fetch ``name@version`` of a kind, re-validated on the way out."""
-        name, version = parse_ref(ref)
+        try:
+            name, version = parse_ref(ref)
+        except ValueError as exc:
+            raise NotFoundError(str(exc)) from None
         kind = _kind_of(model)
         path = self._ref_path(kind, name, version)
         if not path.exists():
