@@ -127,7 +127,7 @@ def status(port: PortOpt = None, json_out: JsonOpt = False) -> None:
 def logs(
     port: PortOpt = None,
     lines: Annotated[
-        int, typer.Option("-n", "--lines", min=0, help="How many lines from the end.")
+        int, typer.Option("-n", "--lines", min=0, max=1_000_000, help="How many lines from the end.")
     ] = 50,
 ) -> None:
     """Print the end of the broker's server log."""
