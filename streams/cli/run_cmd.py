@@ -156,9 +156,10 @@ def run(
         raise ProcessorError(
             f"bundle {loaded.bundle_id} refused by the version-skew policy: {problem}"
         )
+    layout = TopicLayout(prefix=prefix, partitions=partitions)  # checked before connecting
     address = resolve_bootstrap(bootstrap, timeout=30)
     if apply:
-        apply_topics(address, TopicLayout(prefix=prefix, partitions=partitions))
+        apply_topics(address, layout)
     from streams.extensions import ExtensionRegistry
 
     extensions = ExtensionRegistry.from_directory()
@@ -319,8 +320,8 @@ def dlq_show(
     from streams.runtime.changelog import read_to_end
     from streams.topics import OUTPUT_MAX_RECORD_BYTES, TopicLayout, describe_topics
 
+    layout = TopicLayout(prefix=prefix, partitions=1)  # a bad prefix fails before connecting
     address = resolve_bootstrap(bootstrap, timeout=15)
-    layout = TopicLayout(prefix=prefix, partitions=1)
     dlq = next(r for r in describe_topics(address, layout) if r.name == layout.dlq)
     if not dlq.exists:
         raise typer.BadParameter(f"topic {layout.dlq} does not exist")
@@ -389,7 +390,9 @@ def produce(
     from streams.adapters import LogFollower
     from streams.client import VoiceClient
     from streams.nodes import synthesize_pcm16
+    from streams.topics import TopicLayout
 
+    TopicLayout(prefix=prefix, partitions=partitions)  # a bad prefix fails before connecting
     address = resolve_bootstrap(bootstrap, timeout=15)
     client = VoiceClient(bootstrap=address, prefix=prefix, tenant_id=tenant)
     follower = (

@@ -38,15 +38,15 @@ UNREADABLE = "@unreadable"  # a FIFO nobody writes to would block; a mode-000 fi
 # so: a path whose parent is a regular file (ENOTDIR on every open, root or not)
 MISSING = "@missing"
 
-TEXTS = ("", " ", NOT_UTF8, "x@../..", "../../etc/passwd", "a" * 5000, "-", "\x00")
+TEXTS = ("", " ", NOT_UTF8, "x@../..", "a" * 5000, "\x00")
 # A command that wrongly accepts a path may write there: stand-ins under the temp dir take
 # the place of /etc (a full directory) and /etc/passwd (a file that is not ours).
 SYSTEM_DIR = "@sysdir"
 SYSTEM_FILE = "@sysfile"
 PATHS = (SYSTEM_DIR, SYSTEM_FILE, "/proc/nope", BINARY, MISSING, UNREADABLE, "", NOT_UTF8)
-INTS = ("-1", "-99999999999999999999999", "99999999999999999999999", "abc", "")
-FLOATS = ("-1", "nan", "inf", "-inf", "1e999", "abc", "")
-CHOICES = ("nope", "", NOT_UTF8)
+INTS = ("-1", "99999999999999999999999", "abc")
+FLOATS = ("-1", "nan", "1e999", "abc")
+CHOICES = ("nope", NOT_UTF8)
 
 # Valid values for the arguments a case leaves alone, so that the hostile one is the only
 # thing wrong (files from the shipped tree; nothing here writes outside the temp dir).
@@ -156,7 +156,7 @@ def hostile_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RSPP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RSPP_BOOTSTRAP", UNREACHABLE)
-    monkeypatch.setenv("RSPP_CONNECT_TIMEOUT_S", "1")
+    monkeypatch.setenv("RSPP_CONNECT_TIMEOUT_S", "0.3")
     monkeypatch.setenv("RSPP_BROKER_PORT", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.delenv("RSPP_DEBUG", raising=False)
