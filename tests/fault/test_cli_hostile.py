@@ -33,9 +33,11 @@ PROFILE = PIPELINES_DIR / "profiles" / "simple_v1.yaml"
 BUNDLE = PIPELINES_DIR / "bundles" / "voice_assistant_bundle_v1.json"
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1: connection refused at once
 NOT_UTF8 = os.fsdecode(b"bad-\xff\xfe")  # how a non-UTF-8 argv entry reaches Python
-BINARY = "@binary"  # placeholder for a file of random bytes, made per test
-UNREADABLE = "@unreadable"  # a FIFO nobody writes to would block; a mode-000 file root can read,
-# so: a path whose parent is a regular file (ENOTDIR on every open, root or not)
+# Placeholders for files made per test under its temp dir.
+BINARY = "@binary"  # every byte value, repeated: not text, not Avro, not YAML
+# Unreadable even for root (who reads mode-000 files): a path under a regular file, which
+# fails every open with ENOTDIR.
+UNREADABLE = "@unreadable"
 MISSING = "@missing"
 
 TEXTS = ("", " ", NOT_UTF8, "x@../..", "a" * 5000, "\x00")
