@@ -23,6 +23,7 @@ from pipelines.errors import (
     BundleTamperedError,
     CompileError,
     Issue,
+    NotFoundError,
     PipelinesError,
 )
 from pipelines.loader import load_paths
@@ -87,8 +88,12 @@ def _one(artifacts: ArtifactSet, path: Path, model: type[Any]) -> Any:
 def _compile_inputs(spec: Path, profile: Path, policies: list[Path] | None, module_dir: Path,
                     extensions: list[Path] | None) -> tuple[ArtifactSet, BundleInput]:
     pols, exts = policies or [], extensions or []
-    artifacts = _load([spec, profile, *pols, *exts, *([module_dir] if module_dir.exists() else [])])
+    if not module_dir.is_dir():
+        raise NotFoundError(f"--module-dir {module_dir}: not a directory")
+    artifacts = _load([spec, profile, *pols, *exts, module_dir])
     modules = {m.ref: m for m in artifacts.of(GraphModule) if isinstance(m, GraphModule)}
+    if not modules:  # else every node of the spec reports its own unknown module
+        raise NotFoundError(f"--module-dir {module_dir}: no GraphModule artifacts")
     inp = BundleInput(
         name="unnamed", version="0.0.0", spec=_one(artifacts, spec, PipelineSpec),
         profile=_one(artifacts, profile, ExecutionProfile),
@@ -130,6 +135,9 @@ def validate(
     `file:line: field.path: what is wrong (expected …)` and exits 1 if there is any.
     """
     artifacts, issues = validate_paths(paths)
+    if not artifacts.loaded and not issues:  # a typo'd directory must not pass vacuously
+        shown = ", ".join(str(p) for p in paths)
+        raise NotFoundError(f"{shown}: no artifact files (*.yaml, *.yml, *.json) found")
     if json_out:
         emit_json({"ok": not issues, "artifacts": [{"file": str(a.path), "kind": a.model.kind, "ref": a.model.ref}
                                                     for a in artifacts.loaded],

@@ -69,9 +69,19 @@ class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def _check_root(self) -> None:
+        # Writing refs/ and objects/ into some unrelated directory (a typo'd --store, /etc)
+        # would litter it: a store is a directory holding them, or an empty or new one.
+        if self.root.exists() and not self.root.is_dir():
+            raise NotFoundError(f"store {self.root}: not a directory")
+        marked = (self.root / "refs").is_dir() or (self.root / "objects").is_dir()
+        if self.root.is_dir() and not marked and any(self.root.iterdir()):
+            raise NotFoundError(f"store {self.root}: a non-empty directory that is not an artifact store")
+
     # -- writing ---------------------------------------------------------------------------
     def publish(self, artifact: ArtifactBase) -> StoredRef:
         """Validate, then write immutably. Returns where it lives."""
+        self._check_root()
         self._validate(artifact)
         digest = content_digest(artifact)
         ref_path = self._ref_path(artifact.kind, artifact.metadata.name, artifact.metadata.version)
@@ -95,6 +105,7 @@ class ArtifactStore:
         What a processor ran must stay findable for replay and audit even when a
         developer rebuilt ``x@1.0.0`` locally; only :meth:`publish` owns version refs.
         """
+        self._check_root()
         verify_bundle(bundle, source=bundle.origin)
         digest = content_digest(bundle)
         obj = self._object_path(digest)
@@ -114,7 +125,10 @@ class ArtifactStore:
     # -- reading ---------------------------------------------------------------------------
     def get(self, model: type[A], ref: str) -> A:
         """Fetch ``name@version`` of a kind, re-validated on the way out."""
-        name, version = parse_ref(ref)
+        try:
+            name, version = parse_ref(ref)
+        except ValueError as exc:
+            raise NotFoundError(str(exc)) from None
         kind = _kind_of(model)
         path = self._ref_path(kind, name, version)
         if not path.exists():

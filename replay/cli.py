@@ -77,6 +77,8 @@ def export_cmd(
     bundles: BundlesOpt = None,
 ) -> None:
     """Export recorded turns from <prefix>.log as Avro container files + bundles + manifest."""
+    if out.exists() and not out.is_dir():  # before reading the whole log, not after
+        raise ReplayError(f"--out {out}: exists and is not a directory")
     source = _kafka(prefix, bootstrap, session=session, tenant=tenant,
                     since=_when(since, "--since"), until=_when(until, "--until"))
     manifest = export_log(source, out, prefix=prefix, codec=codec, tenant=tenant, session=session,

@@ -1,4 +1,4 @@
-"""MVP gates (guide invariant 18): evaluate a GatesManifest against a recorded run.
+"""MVP gates: evaluate a GatesManifest against a recorded run.
 
 Every metric comes from machinery that already exists: divergence counts from
 the replay checks, latencies from audit queries over the same export. A gate
@@ -16,13 +16,17 @@ from typing import Any
 
 from pipelines.loader import load_artifact
 from pipelines.models.evidence import Gate, GatesManifest
+from pipelines.shipped import PIPELINES_DIR
 from replay.api import replay
 from replay.audit import AuditStore
 from replay.errors import ReplayError
 from replay.model import DivergenceKind, ReplayResult
 from replay.sources import ContainerLogSource
 
-__all__ = ["GateResult", "GatesError", "evaluate_gates", "load_gates"]
+__all__ = ["DEFAULT_MANIFEST", "GateResult", "GatesError", "evaluate_gates", "load_gates"]
+
+# The packaged manifest, found from any working directory.
+DEFAULT_MANIFEST = PIPELINES_DIR / "tests" / "mvp_gates_manifest_v1.yaml"
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,

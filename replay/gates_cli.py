@@ -10,16 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from replay.gates import GateResult, evaluate_gates, load_gates
+from replay.gates import DEFAULT_MANIFEST, GateResult, evaluate_gates, load_gates
 
 __all__ = ["app"]
 
 app = typer.Typer(
     help="Evaluate the MVP gates (latency, cancel fence, authority, replay, lifecycle) on a recording."
 )
-
-DEFAULT_MANIFEST = Path("pipelines/tests/mvp_gates_manifest_v1.yaml")
-
 
 def _junit(results: list[GateResult], path: Path) -> None:
     suite = ET.Element(
@@ -48,7 +45,12 @@ def check(
         Path, typer.Option("--from", help="An export directory (`rspp export --out DIR`).")
     ],
     manifest: Annotated[
-        Path, typer.Option("--manifest", help="The GatesManifest.")
+        Path,
+        typer.Option(
+            "--manifest",
+            help="The GatesManifest.",
+            show_default="the packaged pipelines/tests/mvp_gates_manifest_v1.yaml",
+        ),
     ] = DEFAULT_MANIFEST,
     json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     junit: Annotated[

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from replay.errors import ReplayError
 from replay.model import ReplayResult
 
 __all__ = ["render_human", "summary_line", "to_json", "write_junit"]
@@ -74,4 +75,7 @@ def write_junit(result: ReplayResult, path: Path) -> None:
             f"{d.one_line()}\n  expected: {d.expected}\n  actual:   {d.actual}"
             + (f"\n  diff:     {d.diff}" if d.diff else "") for d in turn.divergences)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    try:
+        ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:  # "could not run" (2), not a divergence (1)
+        raise ReplayError(f"--junit {path}: {exc.strerror or exc}") from None

@@ -238,10 +238,13 @@ class KafkaLogSource:
     def __iter__(self) -> Iterator[tuple[Position, Envelope]]:
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-        codec = self._codec or EventCodec()
+        from streams.topics import OUTPUT_MAX_RECORD_BYTES, OUTPUT_READER_CONFIG
+
+        codec = self._codec or EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
         keep = _Filter.of(self._window)
         consumer = Consumer({
             **kafka_settings(self.bootstrap),
+            **OUTPUT_READER_CONFIG,
             "group.id": f"rspp-replay-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.broker import BrokerConfig, LocalBroker, wait_until_ready
 from streams.config import (
+    connect_timeout_cap,
     external_bootstrap,
     kafka_credentials_from_env,
     kafka_version,
@@ -22,6 +23,8 @@ def resolve_bootstrap(
     Order: an explicit ``--bootstrap``, then ``RSPP_BOOTSTRAP``, then the local
     broker (started first when ``start_local``; otherwise it must be running).
     """
+    cap = connect_timeout_cap()
+    timeout = timeout if cap is None else min(timeout, cap)
     address = explicit or external_bootstrap()
     if address is not None:
         wait_until_ready(address, timeout=timeout)

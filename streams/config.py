@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.errors import KafkaConfigError
+from streams.errors import KafkaConfigError, StreamsError
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "KafkaCredentials",
+    "connect_timeout_cap",
     "external_bootstrap",
     "kafka_credentials_from_env",
     "kafka_settings",
@@ -50,6 +51,21 @@ def external_bootstrap() -> str | None:
     """The external cluster named by ``RSPP_BOOTSTRAP``, if any."""
     value = os.environ.get("RSPP_BOOTSTRAP", "").strip()
     return value or None
+
+
+def connect_timeout_cap() -> float | None:
+    """``RSPP_CONNECT_TIMEOUT_S``: the longest any command waits for a broker to answer
+    (scripts and tests that expect an unreachable one); None when unset."""
+    raw = os.environ.get("RSPP_CONNECT_TIMEOUT_S", "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise StreamsError(f"RSPP_CONNECT_TIMEOUT_S={raw!r}: expected a positive number of seconds")
+    return value
 
 
 def local_broker_port() -> int:

@@ -23,7 +23,7 @@ from streams.runtime.changelog import read_to_end
 from streams.runtime.lifecycle import Marker, first_violation
 from streams.runtime.processor import Processor, ProcessorConfig
 from streams.runtime.stats import EngineStats
-from streams.topics import TopicLayout
+from streams.topics import OUTPUT_MAX_RECORD_BYTES, TopicLayout
 
 __all__ = ["LoggedEvent", "ProcessorThread", "check_log", "read_dlq", "read_log"]
 
@@ -89,7 +89,7 @@ class LoggedEvent:
 
 
 def _read(bootstrap: str, topic: str, partitions: int) -> list[LoggedEvent]:
-    codec = EventCodec()
+    codec = EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
     rows = [
         LoggedEvent(
             int(msg.partition()),

@@ -8,8 +8,10 @@ topics share that one count too: one consumer group reads them all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from streams.config import kafka_settings
@@ -18,6 +20,7 @@ from streams.errors import TopicLayoutError
 __all__ = [
     "INGRESS_MAX_RECORD_BYTES",
     "OUTPUT_MAX_RECORD_BYTES",
+    "OUTPUT_READER_CONFIG",
     "Lane",
     "TopicDescription",
     "TopicLayout",
@@ -57,6 +60,13 @@ OUTPUT_ROLES = (TopicRole.LOG, TopicRole.LEASES, TopicRole.SESSIONS, TopicRole.D
 # be dead-lettered, not crash the processor's producer.
 INGRESS_MAX_RECORD_BYTES = 1 << 20
 OUTPUT_MAX_RECORD_BYTES = 4 << 20
+# A reader of the output topics (P.log, P.dlq) takes any record they can hold: consumers
+# merge these settings, and decode with EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES).
+# A fetch holds a few such records; librdkafka's receive buffer (100 MB) is larger still.
+OUTPUT_READER_CONFIG: Mapping[str, Any] = MappingProxyType({
+    "max.partition.fetch.bytes": OUTPUT_MAX_RECORD_BYTES,
+    "fetch.max.bytes": 4 * OUTPUT_MAX_RECORD_BYTES,
+})
 _LANE = {"max.message.bytes": str(INGRESS_MAX_RECORD_BYTES)}
 _OUTPUT = {"max.message.bytes": str(OUTPUT_MAX_RECORD_BYTES)}
 

@@ -154,6 +154,14 @@ def decode(
 ) -> None:
     """Decode one frame and print the event (a debugging aid)."""
     from streams.abi.codec import EventCodec
+    from streams.topics import OUTPUT_MAX_RECORD_BYTES
 
-    raw = sys.stdin.buffer.read() if str(frame_file) == "-" else frame_file.read_bytes()
-    sys.stdout.write(f"{EventCodec().decode(raw)!r}\n")
+    # A frame may come from any topic, P.dlq included; one byte more tells "too large"
+    # without reading all of /dev/zero.
+    want = OUTPUT_MAX_RECORD_BYTES + 1
+    if str(frame_file) == "-":
+        raw = sys.stdin.buffer.read(want)
+    else:
+        with frame_file.open("rb") as handle:
+            raw = handle.read(want)
+    sys.stdout.write(f"{EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES).decode(raw)!r}\n")

@@ -22,7 +22,7 @@ from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.config import kafka_settings
-from streams.topics import TopicLayout
+from streams.topics import OUTPUT_MAX_RECORD_BYTES, OUTPUT_READER_CONFIG, TopicLayout
 
 __all__ = ["LogFollower", "Playback", "SessionView", "TurnView"]
 
@@ -75,7 +75,7 @@ class LogFollower:
         after it, so a bridge on a long-lived prefix does not replay the whole history;
         None reads the log from its beginning."""
         self.layout = TopicLayout(prefix=prefix, partitions=partitions)
-        self.codec = EventCodec()
+        self.codec = EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
         self.sessions: dict[str, SessionView] = {}
         self.lock = threading.Lock()
         self.events = 0
@@ -86,6 +86,7 @@ class LogFollower:
         self._consumer = Consumer(
             {
                 **kafka_settings(bootstrap),
+                **OUTPUT_READER_CONFIG,
                 "group.id": f"rspp-follower-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

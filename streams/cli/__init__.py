@@ -2,17 +2,20 @@
 
 Command groups register themselves in :func:`_register`; a group belongs to the
 package whose code it drives (``pipelines.cli`` for artifacts, ``replay.cli``
-for replay and audit). Errors derived from a package's root exception are
-printed as one line (``rspp: error: ...``) and exit non-zero, never as a
-traceback.
+for replay and audit). Every error that ends a command is printed as one line
+(``rspp: error: ...``) with a non-zero exit (2 for usage), never as a traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import typer
+from typer._click import exceptions as click  # typer vendors click: its own exception types
+
+from streams.cli.output import DEBUG_ENV, error_line, write_error
 
 __all__ = ["app", "main"]
 
@@ -71,14 +74,25 @@ def _root_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Whatever ends a command (usage, a package's root error,
+    a file, the broker, a bug) ends it in one ``rspp: error:`` line: see
+    :func:`streams.cli.output.error_line`; ``RSPP_DEBUG=1`` re-raises unexpected ones."""
     _register()
     try:
-        app(args=argv, prog_name="rspp")
-    except _root_errors() as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        sys.stderr.write(f"rspp: error: {message}\n")
-        raise SystemExit(int(getattr(exc, "exit_code", 1))) from None
-    except KeyboardInterrupt:
+        code = app(args=argv, prog_name="rspp", standalone_mode=False)
+    except click.NoArgsIsHelpError:
+        # The group's help is already on stdout: typer's rich help prints itself while the
+        # error formats it.
+        raise SystemExit(2) from None
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("rspp: interrupted\n")
         raise SystemExit(130) from None
+    except Exception as exc:
+        roots = _root_errors()
+        expected = isinstance(exc, (click.ClickException, OSError, *roots))
+        if not expected and os.environ.get(DEBUG_ENV):
+            raise
+        message, status = error_line(exc, root_errors=roots)
+        write_error(message)
+        raise SystemExit(status) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from streams.broker import BrokerConfig, BrokerStatus, LocalBroker
-from streams.cli.output import console, emit_json, err_console
+from streams.cli.output import console, emit_json, err_console, positive_seconds
 from streams.config import external_bootstrap, kafka_version, local_broker_port
 
 __all__ = ["app"]
@@ -24,8 +24,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+# The controller listens on port + 1.
 PortOpt = Annotated[
-    int | None, typer.Option("--port", help="Client port (default $RSPP_BROKER_PORT or 9092).")
+    int | None,
+    typer.Option(
+        "--port", min=1, max=65534, help="Client port (default $RSPP_BROKER_PORT or 9092)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -64,7 +68,9 @@ def _external_notice(json_out: bool) -> bool:
 @app.command()
 def up(
     port: PortOpt = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 90.0,
+    timeout: Annotated[
+        float, typer.Option(callback=positive_seconds, help="Seconds to wait for readiness.")
+    ] = 90.0,
     fresh: Annotated[
         bool,
         typer.Option(
@@ -170,7 +176,9 @@ def status(port: PortOpt = None, json_out: JsonOpt = False) -> None:
 @app.command()
 def logs(
     port: PortOpt = None,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines from the end.")] = 50,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", min=0, max=1_000_000, help="How many lines from the end.")
+    ] = 50,
 ) -> None:
     """Print the end of the broker's server log."""
     for line in _broker(port).logs(lines=lines):

@@ -91,8 +91,7 @@ def demo(
 
 def _summarise(result: Any) -> dict[str, Any]:
     from replay import ContainerLogSource, KafkaLogSource, export_log, replay
-    from replay.gates import evaluate_gates, load_gates
-    from streams.config import repo_root
+    from replay.gates import DEFAULT_MANIFEST, evaluate_gates, load_gates
     from streams.testing import check_log, read_log
 
     rows = read_log(result.bootstrap, result.prefix, partitions=result.partitions)
@@ -108,9 +107,7 @@ def _summarise(result: Any) -> dict[str, Any]:
     )
     replayed = replay(ContainerLogSource(export_dir), resimulate=True)
     problems += [str(d) for d in replayed.divergences]
-    gates = evaluate_gates(
-        load_gates(repo_root() / "pipelines" / "tests" / "mvp_gates_manifest_v1.yaml"), export_dir
-    )
+    gates = evaluate_gates(load_gates(DEFAULT_MANIFEST), export_dir)
     problems += [
         f"gate {g.gate.id} failed: {g.gate.metric} = {g.value} ({g.detail})"
         for g in gates

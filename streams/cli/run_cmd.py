@@ -166,6 +166,7 @@ def run(
         raise ProcessorError(
             f"bundle {loaded.bundle_id} refused by the version-skew policy: {problem}"
         )
+    layout = TopicLayout(prefix=prefix, partitions=partitions)  # checked before connecting
     address = resolve_bootstrap(bootstrap, timeout=30)
     layout = TopicLayout(prefix=prefix, partitions=partitions, tenants=tuple(tenants or ()))
     if apply:
@@ -329,14 +330,14 @@ def dlq_show(
     from streams.abi.codec import EventCodec
     from streams.abi.events import DeadLetter
     from streams.runtime.changelog import read_to_end
-    from streams.topics import TopicLayout, describe_topics
+    from streams.topics import OUTPUT_MAX_RECORD_BYTES, TopicLayout, describe_topics
 
+    layout = TopicLayout(prefix=prefix, partitions=1)  # a bad prefix fails before connecting
     address = resolve_bootstrap(bootstrap, timeout=15)
-    layout = TopicLayout(prefix=prefix, partitions=1)
     dlq = next(r for r in describe_topics(address, layout) if r.name == layout.dlq)
     if not dlq.exists:
         raise typer.BadParameter(f"topic {layout.dlq} does not exist")
-    codec = EventCodec()
+    codec = EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
     rows = []
     for msg in read_to_end(address, layout.dlq, range(dlq.partitions or 0)):
         event = codec.decode(msg.value())
@@ -408,7 +409,9 @@ def produce(
     from streams.adapters import LogFollower
     from streams.client import VoiceClient
     from streams.nodes import synthesize_pcm16
+    from streams.topics import TopicLayout
 
+    TopicLayout(prefix=prefix, partitions=partitions)  # a bad prefix fails before connecting
     address = resolve_bootstrap(bootstrap, timeout=15)
     client = VoiceClient(
         bootstrap=address, prefix=prefix, tenant_id=tenant, tenant_lanes=tenant_lanes

@@ -157,6 +157,7 @@ def delete(
     collects demo, bench and test prefixes eventually runs out of file handles;
     delete prefixes you no longer audit.
     """
+    TopicLayout(prefix=prefix)  # a bad prefix fails before connecting, and matches nothing
     address = resolve_bootstrap(bootstrap, timeout=15.0)
     if not yes:
         names = topic_names(address, starts_with=prefix + ".")

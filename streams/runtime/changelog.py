@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.config import kafka_settings
 from streams.runtime.errors import ProcessorError
+from streams.topics import OUTPUT_READER_CONFIG
 
 __all__ = ["OPEN_TXN_GRACE_S", "read_to_end"]
 
@@ -41,7 +42,8 @@ def read_to_end(
     wanted = sorted(set(partitions))
     if not wanted:
         return
-    settings = {**kafka_settings(bootstrap), "enable.auto.commit": False}
+    # Every topic read here is one the processor writes: its records may be that large.
+    settings = {**kafka_settings(bootstrap), **OUTPUT_READER_CONFIG, "enable.auto.commit": False}
     consumer = Consumer(
         {
             **settings,
