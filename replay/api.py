@@ -89,7 +89,11 @@ def replay(source: LogSource, *, resimulate: bool = False,
            bundle: PipelineBundle | Path | str | None = None, bundle_dirs: Sequence[Path] = (),
            registry: NodeRegistry | None = None, artifact: Path = DEFAULT_ARTIFACT,
            progress: Progress | None = None) -> ReplayResult:
-    """Replay the whole log and return every turn's result (never raises on divergence)."""
+    """Replay the whole log and return every turn's result (never raises on divergence).
+
+    An export's integrity problems (see :class:`~replay.sources.ContainerLogSource`)
+    are in ``ReplayResult.integrity`` and make the result fail.
+    """
     started = time.perf_counter()
     counter: list[int] = []
     turns = tuple(replay_many(source, resimulate=resimulate, bundle=bundle, bundle_dirs=bundle_dirs,
@@ -99,4 +103,6 @@ def replay(source: LogSource, *, resimulate: bool = False,
     mode = "candidate" if candidate is not None else "resimulate" if resimulate else "verify"
     return ReplayResult(turns=turns, events=counter[0] if counter else 0,
                         seconds=time.perf_counter() - started, mode=mode, source=source.name,
-                        bundle=None if candidate is None else f"{candidate.ref} ({candidate.digest})")
+                        bundle=None if candidate is None else f"{candidate.ref} ({candidate.digest})",
+                        notes=tuple(getattr(source, "notes", ())),
+                        integrity=tuple(getattr(source, "integrity", ())))
