@@ -256,8 +256,8 @@ class ExportCheck:
         if first is not None:
             self.problem(f"duplicated record: event {env.event_id} ({env.event_type.value}) at "
                          f"{where} was already read at {first}")
-            return
-        self._events[env.event_id] = where
+        else:
+            self._events[env.event_id] = where
         if env.turn_id is None:
             return
         key = (env.tenant_id, env.session_id, env.turn_id)

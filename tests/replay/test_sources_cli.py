@@ -200,6 +200,6 @@ def test_export_from_a_file_source_round_trips_and_guards_its_digests(tmp_path: 
     assert replay(ContainerLogSource(out)).ok
     data = out / manifest["files"][0]["path"]
     data.write_bytes(data.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(CorruptInputError, match="^digest mismatch: golden.log.p0.avro: .* does "
-                       "not match the manifest's .*cannot decode"):
+    with pytest.raises(CorruptInputError, match=r"^digest mismatch: golden\.log\.p0\.avro: .* does "
+                       r"not match the manifest's .*cannot decode"):
         list(ContainerLogSource(out))
