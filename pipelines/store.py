@@ -46,7 +46,11 @@ A = TypeVar("A", bound=ArtifactBase)
 
 
 def default_store_root() -> Path:
-    """``$RSPP_HOME/store`` (``~/.cache/rspp/store`` when RSPP_HOME is unset, like the broker cache)."""
+    """``$RSPP_STORE``, else ``$RSPP_HOME/store`` (``~/.cache/rspp/store`` when RSPP_HOME is unset,
+    like the broker cache)."""
+    store = os.environ.get("RSPP_STORE")
+    if store:
+        return Path(store)
     home = os.environ.get("RSPP_HOME")
     return (Path(home) if home else Path.home() / ".cache" / "rspp") / "store"
 
