@@ -169,7 +169,14 @@ class Engine:
         if et is EventType.REJECT:
             session.rejected = True
         elif et is EventType.ADMIT and env.bundle_id:
-            session.admitted = (env.bundle_id, pos)
+            if session.admitted is None:
+                session.admitted = (env.bundle_id, pos)
+            elif session.admitted[0] != env.bundle_id:
+                first, at = session.admitted
+                session.loose.append(self._div(
+                    DivergenceKind.BUNDLE_PINNING, pos, env, expected=first,
+                    actual=env.bundle_id, message=f"ADMIT again on {env.bundle_id}; the session "
+                    f"was admitted on {first} at {at}"))
         elif et is EventType.CANCEL:
             self._cancel(env, session)
         elif et in MARKERS:
@@ -278,6 +285,14 @@ def _check_pinning(session: _Session, turn: _Turn, bundle_id: str,
                               turn_id=turn.turn_id, position=pos, node_id=None, expected=expected,
                               actual=f"{bundle_id} ({digest})", message=message))
 
+    stray = next(((p, e) for p, e in turn.events if e.bundle_id and e.bundle_id != bundle_id), None)
+    if stray is not None:
+        out.append(Divergence(
+            kind=DivergenceKind.BUNDLE_PINNING, session_id=session.session_id,
+            turn_id=turn.turn_id, position=stray[0], node_id=stray[1].node_id,
+            expected=bundle_id, actual=str(stray[1].bundle_id),
+            message=f"{stray[1].event_type.value} of turn {turn.turn_id} carries bundle "
+                    f"{stray[1].bundle_id}, its plan is on {bundle_id}"))
     if session.admitted is not None and session.admitted[0] != bundle_id:
         admitted, at = session.admitted
         div(admitted, f"turn {turn.turn_id} ran on {bundle_id}, but the session was admitted "

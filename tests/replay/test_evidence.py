@@ -23,7 +23,7 @@ import pytest
 from pipelines.bundles import bundle_digest, read_bundle
 from replay import ContainerLogSource, DivergenceKind, ReplayResult, export_log, replay
 from replay.testing import LogRecorder, write_log
-from streams.abi.events import Envelope
+from streams.abi.events import Admit, Envelope
 from streams.cli import main
 from tests.replay import gen_fixtures as gen
 
@@ -318,3 +318,33 @@ def test_pinned_sessions_of_two_tenants_with_one_session_id_are_judged_apart(
                                   bundle_dirs=[tmp_path])
     assert result.divergences == ()
     assert {t.tenant_id for t in result.turns if t.turn_id} == {"acme", "globex"}
+
+
+def test_readmission_on_another_bundle_and_a_stray_bundle_id_are_pinning_divergences(
+        tmp_path: Path) -> None:
+    other = read_bundle(_rehashed_bundle(tmp_path, version="1.0.1"))
+    rec = LogRecorder(prefix=gen.PREFIX, tenant="acme", bundle=read_bundle(gen.BUNDLE))
+    rec.grant(1, "proc-a")
+    rec.open_session("s1")
+    turn = rec.open_turn("s1", "t1", trigger="final_transcript")
+    heard = rec.text_input("s1", turn, "hello")
+    rec.outputs("s1", turn, heard)
+    rec.commit("s1", turn, outputs=0)
+    readmit = rec.append(Admit(reason="pinned"), session_id="s1", bundle_id=other.ref)
+    rec.close_session("s1")
+    events = list(rec.events)
+    commit = next(i for i, e in enumerate(events) if e.event_type.value == "TURN_COMMIT")
+    events[commit] = dataclasses.replace(events[commit], bundle_id=other.ref)
+    log = tmp_path / "readmit.avro"
+    write_log(events, log, prefix=gen.PREFIX)
+    result = replay(ContainerLogSource(log, allow_unverified=True), bundle_dirs=[tmp_path])
+    found = [(d.kind, d.turn_id, d.position.offset if d.position else None, d.message)
+             for d in result.divergences]
+    assert found == [
+        (DivergenceKind.BUNDLE_PINNING, "t1", commit,
+         "TURN_COMMIT of turn t1 carries bundle voice_assistant@1.0.1, its plan is on "
+         "voice_assistant@1.0.0"),
+        (DivergenceKind.BUNDLE_PINNING, None, events.index(readmit),
+         "ADMIT again on voice_assistant@1.0.1; the session was admitted on "
+         "voice_assistant@1.0.0 at readmit.avro#2"),
+    ]
