@@ -38,7 +38,7 @@ from replay.sources import (
     LogSource,
     envelope_schema,
 )
-from replay.verify import sign_manifest
+from replay.verify import load_signing_key, sign_manifest
 from streams.abi.events import Envelope, EventType, TurnClose, TurnOpen
 from streams.abi.records import envelope_to_record
 from streams.abi.schemas import fingerprint
@@ -117,6 +117,7 @@ def export_log(source: LogSource, out: Path, *, prefix: str, codec: str = "defla
 
     ``sign_key`` (an Ed25519 private key PEM) signs the manifest.
     """
+    signer = load_signing_key(sign_key) if sign_key is not None else None  # fail before reading
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[int, ContainerWriter] = {}
     offsets: dict[int, list[list[int]]] = {}
@@ -163,8 +164,8 @@ def export_log(source: LogSource, out: Path, *, prefix: str, codec: str = "defla
         "bundles": bundles,
         "sessions": [_session_dict(sid, s) for (_, sid), s in sessions.items()],
     }
-    if sign_key is not None:
-        manifest = sign_manifest(manifest, sign_key)
+    if signer is not None:
+        manifest = sign_manifest(manifest, signer)
     (out / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     return manifest
 

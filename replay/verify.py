@@ -19,11 +19,14 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.canonical import canonical_json, sha256_digest
 from replay.errors import ReplayError
 from streams.abi.events import Envelope, EventType
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "MAX_PROBLEMS",
@@ -31,6 +34,7 @@ __all__ = [
     "PUBLIC_KEY",
     "ExportCheck",
     "generate_keys",
+    "load_signing_key",
     "sign_manifest",
     "verify_signature",
 ]
@@ -53,8 +57,8 @@ def _read_pem(path: Path, what: str) -> bytes:
         raise ReplayError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
-def sign_manifest(manifest: dict[str, Any], key: Path) -> dict[str, Any]:
-    """The manifest with a ``signature`` block (Ed25519 over its canonical JSON)."""
+def load_signing_key(key: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in the PEM file ``key`` (checked before an export starts)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -65,6 +69,14 @@ def sign_manifest(manifest: dict[str, Any], key: Path) -> dict[str, Any]:
         raise ReplayError(f"{key}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(private, Ed25519PrivateKey):
         raise ReplayError(f"{key}: not an Ed25519 private key (see `rspp keys generate`)")
+    return private
+
+
+def sign_manifest(manifest: dict[str, Any], key: Path | Ed25519PrivateKey) -> dict[str, Any]:
+    """The manifest with a ``signature`` block (Ed25519 over its canonical JSON)."""
+    from cryptography.hazmat.primitives import serialization
+
+    private = load_signing_key(key) if isinstance(key, Path) else key
     public = private.public_key().public_bytes(serialization.Encoding.Raw,
                                                serialization.PublicFormat.Raw)
     signature = private.sign(_signed_bytes(manifest))

@@ -21,7 +21,14 @@ import orjson
 import pytest
 
 from pipelines.bundles import bundle_digest, read_bundle
-from replay import ContainerLogSource, DivergenceKind, ReplayResult, export_log, replay
+from replay import (
+    ContainerLogSource,
+    DivergenceKind,
+    ReplayError,
+    ReplayResult,
+    export_log,
+    replay,
+)
 from replay.testing import LogRecorder, write_log
 from streams.abi.events import Admit, Envelope
 from streams.cli import main
@@ -213,6 +220,13 @@ def test_signed_manifest_verifies_and_tampering_fails(
     assert b"BEGIN PUBLIC KEY" in public.read_bytes()
     code, _, err = _run(["keys", "generate", "--out", str(keys)], capsys)
     assert code == 2 and "already exists" in err and err.count("\n") == 1
+
+    # A key that cannot sign is refused before anything is read or written.
+    never = tmp_path / "never"
+    with pytest.raises(ReplayError, match=r"rspp-export\.pub: not an unencrypted PEM private key"):
+        export_log(ContainerLogSource(gen.log_file("clean"), allow_unverified=True), never,
+                   prefix=gen.PREFIX, sign_key=public)
+    assert not never.exists()
 
     out, manifest = _export(tmp_path, sign_key=private)
     assert manifest["signature"]["algorithm"] == "ed25519"
