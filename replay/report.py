@@ -27,9 +27,9 @@ def summary_line(result: ReplayResult) -> str:
     if result.ok:
         verdict = "clean"
     else:
-        parts = [f"{len(result.divergences)} divergence(s)"]
-        if result.integrity:
-            parts.append(f"{len(result.integrity)} integrity problem(s)")
+        parts = [f"{len(result.integrity)} integrity problem(s)"] if result.integrity else []
+        if result.divergences or not parts:
+            parts.append(f"{len(result.divergences)} divergence(s)")
         verdict = ", ".join(parts)
     return (f"replay ({result.mode}) of {result.source}: {result.events} events, {len(turns)} turns, "
             f"{bad} diverged — {verdict}; {result.seconds:.2f}s, "
