@@ -362,3 +362,39 @@ def test_readmission_on_another_bundle_and_a_stray_bundle_id_are_pinning_diverge
          "ADMIT again on voice_assistant@1.0.1; the session was admitted on "
          "voice_assistant@1.0.0 at readmit.avro#2"),
     ]
+
+
+def test_any_lost_or_repeated_record_is_caught_in_a_redigested_export(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base, manifest = _export(tmp_path_factory.mktemp("base"))
+    records = {p: [env for _, env in ContainerLogSource(base / name, allow_unverified=True)]
+               for p, name in ((0, P0), (1, P1))}
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(partition=st.sampled_from([0, 1]), index=st.integers(min_value=0, max_value=61),
+           repeat=st.booleans())
+    def check(partition: int, index: int, repeat: bool) -> None:
+        out = tmp_path_factory.mktemp("case") / "export"
+        shutil.copytree(base, out)
+        events = list(records[partition])
+        index %= len(events)
+        edited = (events[:index + 1] + events[index:]) if repeat else \
+            (events[:index] + events[index + 1:])
+        write_log(edited, out / (P0, P1)[partition], prefix=gen.PREFIX, partition=partition)
+        _redigest(out, orjson.loads((base / "manifest.json").read_bytes()))
+        problems = _problems(out)
+        name, n = (P0, P1)[partition], len(events)
+        if repeat:
+            assert (f"duplicated records: partition {partition}: {name} holds {n + 1} records, "
+                    f"the manifest's offsets account for {n}") in problems
+            assert any(p.startswith(f"duplicated record: event {events[index].event_id} ")
+                       for p in problems)
+        else:
+            assert (f"offset gap: partition {partition}: {name} holds {n - 1} records, the "
+                    f"manifest's offsets account for {n}") in problems
+
+    check()
+    assert manifest["partitions"][0]["records"] == len(records[0])
