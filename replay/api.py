@@ -53,7 +53,8 @@ def replay_many(source: LogSource, *, resimulate: bool = False,
 
     ``registry`` overrides the node implementations re-simulation runs (tests
     use it to prove a changed node is caught). ``counter`` receives the number
-    of records read when the iterator is exhausted.
+    of records read when the iterator is exhausted; so does ``source.integrity``
+    (an export's problems against its manifest), which :func:`replay` reports.
     """
     rules = load_rules(artifact)
     index = BundleIndex([*bundle_dirs, *source_bundle_dirs(source)])
