@@ -22,6 +22,7 @@ from pipelines.errors import (
     ArtifactValidationError,
     BundleTamperedError,
     CompileError,
+    ImmutableVersionError,
     Issue,
     NotFoundError,
     PipelinesError,
@@ -241,11 +242,16 @@ def bundle_verify(
         "--sources", help="Also check the pins against the source artifacts in this directory.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-derive a bundle's digest and check its pins; any tampering fails with exit 1."""
+    """Re-derive a bundle's digest and check its pins; any tampering fails with exit 1.
+
+    A bundle whose name@version the store keeps under another digest fails too.
+    """
     try:
         bundle, label = _bundle_from(target, store)
         verify_bundle(bundle, source=label)
-    except (ArtifactValidationError, BundleTamperedError) as exc:
+        # A name@version the store keeps under another digest is a re-hash, not a release.
+        ArtifactStore(store or default_store_root()).check_version(bundle)
+    except (ArtifactValidationError, BundleTamperedError, ImmutableVersionError) as exc:
         issues = exc.issues if isinstance(exc, ArtifactValidationError) else [str(exc)]
         if json_out:
             emit_json({"ok": False, "issues": [str(i) for i in issues]})

@@ -7,9 +7,12 @@ Layout under ``root``::
 
 Publishing validates first (bundles are verified, specs and modules graph-checked
 against the modules already in the store). A version, once published, is
-immutable: publishing the same name@version with other content raises
-:class:`~pipelines.errors.ImmutableVersionError` naming both digests; publishing
-identical content again is a no-op. A bundle's address is its own ``digest``.
+immutable: the first digest published for a name@version is kept (refs are
+created exclusively and never rewritten, so two racing publishers cannot both
+win), and publishing, archiving or verifying other content under it raises
+:class:`~pipelines.errors.ImmutableVersionError` naming both digests;
+publishing identical content again is a no-op. A bundle's address is its own
+``digest``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,11 @@ A = TypeVar("A", bound=ArtifactBase)
 
 
 def default_store_root() -> Path:
-    """``$RSPP_HOME/store`` (``~/.cache/rspp/store`` when RSPP_HOME is unset, like the broker cache)."""
+    """``$RSPP_STORE``, else ``$RSPP_HOME/store`` (``~/.cache/rspp/store`` when RSPP_HOME is unset,
+    like the broker cache)."""
+    store = os.environ.get("RSPP_STORE")
+    if store:
+        return Path(store)
     home = os.environ.get("RSPP_HOME")
     return (Path(home) if home else Path.home() / ".cache" / "rspp") / "store"
 
@@ -84,33 +91,62 @@ class ArtifactStore:
         self._check_root()
         self._validate(artifact)
         digest = content_digest(artifact)
-        ref_path = self._ref_path(artifact.kind, artifact.metadata.name, artifact.metadata.version)
-        if ref_path.exists():
-            existing = ref_path.read_text().strip()
-            if existing != digest:
-                raise ImmutableVersionError(kind=artifact.kind, ref=artifact.ref, existing=existing, attempted=digest)
+        self.check_version(artifact, digest)
         obj = self._object_path(digest)
         if not obj.exists():
             self._atomic_write(obj, canonical_json(artifact))
-        if not ref_path.exists():
-            self._atomic_write(ref_path, digest.encode() + b"\n")
+        self._claim(artifact, digest)
         return StoredRef(artifact.kind, artifact.metadata.name, artifact.metadata.version, digest)
+
+    def published_digest(self, artifact: ArtifactBase) -> str | None:
+        """The digest this store keeps for the artifact's name@version, if any."""
+        path = self._ref_path(artifact.kind, artifact.metadata.name, artifact.metadata.version)
+        try:
+            return path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def check_version(self, artifact: ArtifactBase, digest: str | None = None) -> None:
+        """Raise ImmutableVersionError if name@version is kept here under another digest."""
+        digest = digest or content_digest(artifact)
+        existing = self.published_digest(artifact)
+        if existing is not None and existing != digest:
+            raise ImmutableVersionError(kind=artifact.kind, ref=artifact.ref, existing=existing,
+                                        attempted=digest)
+
+    def _claim(self, artifact: ArtifactBase, digest: str) -> None:
+        """Point name@version at ``digest`` unless a ref exists; the first digest wins."""
+        path = self._ref_path(artifact.kind, artifact.metadata.name, artifact.metadata.version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(digest.encode() + b"\n")
+        try:
+            os.link(tmp, path)  # atomic and exclusive: never replaces an existing ref
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.check_version(artifact, digest)  # a racing publisher may have won with other content
 
     def put_bundle(self, bundle: PipelineBundle) -> StoredRef:
         return self.publish(bundle)
 
     def archive_bundle(self, bundle: PipelineBundle) -> str:
-        """Keep a verified bundle addressable by its digest without claiming its name@version.
+        """Keep a verified bundle a processor runs, addressable by its digest.
 
-        What a processor ran must stay findable for replay and audit even when a
-        developer rebuilt ``x@1.0.0`` locally; only :meth:`publish` owns version refs.
+        What a processor ran must stay findable for replay and audit. Running is
+        publishing: an unclaimed name@version is claimed by this digest, and a
+        bundle re-hashed under a name@version kept with another digest is refused
+        (ImmutableVersionError) before anything is written.
         """
         self._check_root()
         verify_bundle(bundle, source=bundle.origin)
         digest = content_digest(bundle)
+        self.check_version(bundle, digest)
         obj = self._object_path(digest)
         if not obj.exists():
             self._atomic_write(obj, canonical_json(bundle))
+        self._claim(bundle, digest)
         return digest
 
     def _validate(self, artifact: ArtifactBase) -> None:

@@ -53,7 +53,8 @@ def replay_many(source: LogSource, *, resimulate: bool = False,
 
     ``registry`` overrides the node implementations re-simulation runs (tests
     use it to prove a changed node is caught). ``counter`` receives the number
-    of records read when the iterator is exhausted.
+    of records read when the iterator is exhausted; so does ``source.integrity``
+    (an export's problems against its manifest), which :func:`replay` reports.
     """
     rules = load_rules(artifact)
     index = BundleIndex([*bundle_dirs, *source_bundle_dirs(source)])
@@ -89,7 +90,11 @@ def replay(source: LogSource, *, resimulate: bool = False,
            bundle: PipelineBundle | Path | str | None = None, bundle_dirs: Sequence[Path] = (),
            registry: NodeRegistry | None = None, artifact: Path = DEFAULT_ARTIFACT,
            progress: Progress | None = None) -> ReplayResult:
-    """Replay the whole log and return every turn's result (never raises on divergence)."""
+    """Replay the whole log and return every turn's result (never raises on divergence).
+
+    An export's integrity problems (see :class:`~replay.sources.ContainerLogSource`)
+    are in ``ReplayResult.integrity`` and make the result fail.
+    """
     started = time.perf_counter()
     counter: list[int] = []
     turns = tuple(replay_many(source, resimulate=resimulate, bundle=bundle, bundle_dirs=bundle_dirs,
@@ -99,4 +104,6 @@ def replay(source: LogSource, *, resimulate: bool = False,
     mode = "candidate" if candidate is not None else "resimulate" if resimulate else "verify"
     return ReplayResult(turns=turns, events=counter[0] if counter else 0,
                         seconds=time.perf_counter() - started, mode=mode, source=source.name,
-                        bundle=None if candidate is None else f"{candidate.ref} ({candidate.digest})")
+                        bundle=None if candidate is None else f"{candidate.ref} ({candidate.digest})",
+                        notes=tuple(getattr(source, "notes", ())),
+                        integrity=tuple(getattr(source, "integrity", ())))

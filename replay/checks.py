@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.errors import PipelinesError
 from pipelines.models.plan import ResolvedTurnPlan
@@ -23,6 +23,7 @@ from streams.runtime.lifecycle import Marker, first_violation
 __all__ = [
     "MARKERS",
     "RECORDED_INPUTS",
+    "PlanCheck",
     "PlanChecker",
     "TurnEvents",
     "check_correlation_ids",
@@ -131,6 +132,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+class PlanCheck(NamedTuple):
+    """A turn's plan divergences, the plan to re-simulate with and the plan as recorded."""
+
+    divergences: list[Divergence]
+    plan: ResolvedTurnPlan | None  # None: unusable for re-simulation
+    recorded: ResolvedTurnPlan | None  # None: no TURN_OPEN or unreadable plan_json
+
+
 @dataclass(slots=True)
 class PlanChecker:
     """Re-derives each recorded plan from its recorded bundle (or a candidate bundle)."""
@@ -139,12 +148,11 @@ class PlanChecker:
     candidate: PipelineBundle | None = None
     resolver: TurnPlanResolver = field(default_factory=TurnPlanResolver)
 
-    def check(self, session_id: str, turn_id: str,
-              events: TurnEvents) -> tuple[list[Divergence], ResolvedTurnPlan | None]:
-        """Divergences of the turn's plan and the plan to re-simulate with (None: unusable)."""
+    def check(self, session_id: str, turn_id: str, events: TurnEvents) -> PlanCheck:
+        """Divergences of the turn's plan, the plan to re-simulate with and the recorded plan."""
         found = next(((p, e) for p, e in events if e.event_type is EventType.TURN_OPEN), None)
         if found is None:
-            return [], None
+            return PlanCheck([], None, None)
         pos, env = found
         assert isinstance(env.payload, TurnOpen)
         recorded = env.payload.plan_hash
@@ -159,7 +167,7 @@ class PlanChecker:
         try:
             plan = plan_from_json(env.payload.plan_json)
         except PipelinesError as exc:
-            return [div(recorded, "unreadable plan_json", str(exc))], None
+            return PlanCheck([div(recorded, "unreadable plan_json", str(exc))], None, None)
         if plan.plan_hash != recorded:
             out.append(div(recorded, plan.plan_hash, "TURN_OPEN plan_hash differs from its plan_json"))
         stray = next(((p, e) for p, e in events if e.plan_hash != recorded), None)
@@ -169,20 +177,20 @@ class PlanChecker:
                            "(one plan per turn)", at=stray[0], ev=stray[1]))
         bundle = self.bundles.get(plan.bundle_digest, wanted_by=f" (turn {turn_id} at {pos})")
         if self.candidate is not None:
-            return out + self._candidate(plan, div), self._candidate_plan(plan)
+            return PlanCheck(out + self._candidate(plan, div), self._candidate_plan(plan), plan)
         try:
             # Hash first (cheap); build the re-derived plan only to explain a mismatch.
             same = self.resolver.rederive_hash(plan, bundle) == plan.plan_hash
             again = plan if same else self.resolver.rederive(plan, bundle)
         except PipelinesError as exc:
-            return [*out, div(recorded, "re-derivation failed", str(exc))], plan
+            return PlanCheck([*out, div(recorded, "re-derivation failed", str(exc))], plan, plan)
         if again.plan_hash != plan.plan_hash:
             paths = plan_paths_differ(plan.model_dump(mode="json"), again.model_dump(mode="json"))
             paths = [p for p in paths if not p.startswith("plan_hash")] or paths
             out.append(div(plan.plan_hash, again.plan_hash,
                            f"re-deriving the plan from {bundle.ref} gives another plan_hash",
                            diff="recorded → re-derived: " + "; ".join(paths)))
-        return out, plan
+        return PlanCheck(out, plan, plan)
 
     def _candidate_plan(self, plan: ResolvedTurnPlan) -> ResolvedTurnPlan | None:
         assert self.candidate is not None

@@ -1,7 +1,8 @@
-"""``rspp export`` and ``rspp replay``: the replay regression job's commands.
+"""``rspp export``, ``rspp replay`` and ``rspp keys``: the replay regression job's commands.
 
-Exit codes: 0 clean, 1 divergence, 2 could not run (bad input; the root CLI
-prints the ReplayError as one line naming the file/offset).
+Exit codes: 0 clean, 1 divergence or an export that is unverified/incomplete,
+2 could not run (bad input; the root CLI prints the ReplayError as one line
+naming the file/offset).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from replay.errors import ReplayError
 from replay.export import export_log
 from replay.report import render_human, summary_line, to_json, write_junit
 from replay.sources import ContainerLogSource, KafkaLogSource, LogSource
+from replay.verify import generate_keys
 from streams.cli.output import console, emit_json, err_console
 
 __all__ = ["register"]
@@ -75,6 +77,8 @@ def export_cmd(
     since: SinceOpt = None, until: UntilOpt = None,
     codec: Annotated[str, typer.Option("--codec", help="deflate or zstd.")] = "deflate",
     bundles: BundlesOpt = None,
+    sign_key: Annotated[Path | None, typer.Option(
+        "--sign-key", help="Ed25519 private key PEM: sign manifest.json (`rspp keys generate`).")] = None,
 ) -> None:
     """Export recorded turns from <prefix>.log as Avro container files + bundles + manifest."""
     if out.exists() and not out.is_dir():  # before reading the whole log, not after
@@ -82,10 +86,11 @@ def export_cmd(
     source = _kafka(prefix, bootstrap, session=session, tenant=tenant,
                     since=_when(since, "--since"), until=_when(until, "--until"))
     manifest = export_log(source, out, prefix=prefix, codec=codec, tenant=tenant, session=session,
-                          bundle_dirs=bundles or ())
+                          bundle_dirs=bundles or (), sign_key=sign_key)
     turns = sum(len(s["turns"]) for s in manifest["sessions"])
+    signed = ", signed" if "signature" in manifest else ""
     console.print(f"exported {manifest['export']['events']} events, {len(manifest['sessions'])} "
-                  f"sessions, {turns} turns, {len(manifest['bundles'])} bundle(s) to {out}")
+                  f"sessions, {turns} turns, {len(manifest['bundles'])} bundle(s) to {out}{signed}")
 
 
 def replay_cmd(
@@ -100,13 +105,24 @@ def replay_cmd(
     bundles: BundlesOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    allow_unverified: Annotated[bool, typer.Option(
+        "--allow-unverified", help="Replay an export or .avro file that has no manifest.")] = False,
+    verify_key: Annotated[Path | None, typer.Option(
+        "--verify-key", help="Ed25519 public key PEM the export's manifest must be signed with.")] = None,
 ) -> None:
-    """Re-read recorded turns against their frozen plans; exit 1 on divergence."""
+    """Re-read recorded turns against their frozen plans; exit 1 on divergence.
+
+    An export is checked against its manifest (partitions, offsets, turns, digests,
+    prefix and cluster); one without a manifest fails unless --allow-unverified.
+    """
     window = {"session": session, "tenant": tenant, "since": _when(since, "--since"),
               "until": _when(until, "--until")}
     log: LogSource
     if source is not None:
-        log = ContainerLogSource(source, prefix=prefix, **window)  # type: ignore[arg-type]
+        log = ContainerLogSource(source, prefix=prefix, allow_unverified=allow_unverified,
+                                 verify_key=verify_key, **window)  # type: ignore[arg-type]
+    elif verify_key is not None or allow_unverified:
+        raise ReplayError("--verify-key and --allow-unverified apply to an export, not to --prefix")
     elif prefix is not None:
         log = _kafka(prefix, bootstrap, **window)
     else:
@@ -124,6 +140,22 @@ def replay_cmd(
     raise typer.Exit(result.exit_code)
 
 
+keys_app = typer.Typer(help="Key pairs that sign and verify export manifests.",
+                       no_args_is_help=True)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[Path, typer.Option("--out", help="Directory for rspp-export.key and .pub.")],
+) -> None:
+    """Make an Ed25519 key pair (PEM): sign with `rspp export --sign-key DIR/rspp-export.key`,
+    verify with `rspp replay --verify-key DIR/rspp-export.pub`. The private key is mode 0600."""
+    private, public = generate_keys(out)
+    console.print(f"private key {private} (0600; keep it secret)")
+    console.print(f"public key  {public}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("export")(export_cmd)
     app.command("replay")(replay_cmd)
+    app.add_typer(keys_app, name="keys")

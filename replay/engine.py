@@ -65,6 +65,8 @@ class _Session:
     next_seq: int | None = None
     rejected: bool = False
     fence: CancelFence = field(default_factory=CancelFence)
+    admitted: tuple[str, Position] | None = None  # ADMIT's bundle_id and where
+    pinned: tuple[str, str, str] | None = None  # first judged turn: bundle_id, digest, turn_id
 
 
 @dataclass(slots=True)
@@ -173,6 +175,15 @@ class Engine:
         et = env.event_type
         if et is EventType.REJECT:
             session.rejected = True
+        elif et is EventType.ADMIT and env.bundle_id:
+            if session.admitted is None:
+                session.admitted = (env.bundle_id, pos)
+            elif session.admitted[0] != env.bundle_id:
+                first, at = session.admitted
+                session.loose.append(self._div(
+                    DivergenceKind.BUNDLE_PINNING, pos, env, expected=first,
+                    actual=env.bundle_id, message=f"ADMIT again on {env.bundle_id}; the session "
+                    f"was admitted on {first} at {at}"))
         elif et is EventType.CANCEL:
             self._cancel(env, session)
         elif et in MARKERS:
@@ -253,8 +264,10 @@ class Engine:
         sid, tid, events = session.session_id, turn.turn_id, turn.events
         found = check_evidence(self.rules, sid, tid, events)
         found += check_lifecycle(sid, tid, events, require_closed=end_of_log)
-        plan_divs, plan = self.plans.check(sid, tid, events)
+        plan_divs, plan, recorded = self.plans.check(sid, tid, events)
         found += plan_divs
+        if recorded is not None:
+            found += _check_pinning(session, turn, recorded.bundle_id, recorded.bundle_digest)
         found += check_correlation_ids(sid, tid, events)
         if self.resim is not None and plan is not None:
             found += self.resim.check(sid, tid, plan, events, complete=turn.outcome == "COMMITTED")
@@ -283,6 +296,41 @@ class Engine:
                           node_id=node_id if node_id is not None else env.node_id,
                           expected=expected, actual=actual, message=f"{env.event_type.value}: "
                           f"{message}" if not message.startswith(env.event_type.value) else message)
+
+
+def _check_pinning(session: _Session, turn: _Turn, bundle_id: str,
+                   digest: str) -> list[Divergence]:
+    """A session runs every turn on the bundle it was admitted with (pinned for life)."""
+    opened = next(((p, e) for p, e in turn.events if e.event_type is EventType.TURN_OPEN), None)
+    pos = opened[0] if opened else None
+    out: list[Divergence] = []
+
+    def div(expected: str, message: str) -> None:
+        out.append(Divergence(kind=DivergenceKind.BUNDLE_PINNING, session_id=session.session_id,
+                              turn_id=turn.turn_id, position=pos, node_id=None, expected=expected,
+                              actual=f"{bundle_id} ({digest})", message=message))
+
+    stray = next(((p, e) for p, e in turn.events if e.bundle_id and e.bundle_id != bundle_id), None)
+    if stray is not None:
+        out.append(Divergence(
+            kind=DivergenceKind.BUNDLE_PINNING, session_id=session.session_id,
+            turn_id=turn.turn_id, position=stray[0], node_id=stray[1].node_id,
+            expected=bundle_id, actual=str(stray[1].bundle_id),
+            message=f"{stray[1].event_type.value} of turn {turn.turn_id} carries bundle "
+                    f"{stray[1].bundle_id}, its plan is on {bundle_id}"))
+    if session.admitted is not None and session.admitted[0] != bundle_id:
+        admitted, at = session.admitted
+        div(admitted, f"turn {turn.turn_id} ran on {bundle_id}, but the session was admitted "
+                      f"on {admitted} (ADMIT at {at}): bundle switched mid-session")
+    if session.pinned is None:
+        session.pinned = (bundle_id, digest, turn.turn_id)
+    elif session.pinned[:2] != (bundle_id, digest):
+        was, was_digest, first = session.pinned
+        if was != bundle_id and out:
+            return out  # already named against the ADMIT
+        div(f"{was} ({was_digest})", f"turn {turn.turn_id} ran on {bundle_id} ({digest}), but "
+                                     f"turn {first} of the session ran on {was} ({was_digest})")
+    return out
 
 
 def _ordered(divs: list[Divergence]) -> tuple[Divergence, ...]:

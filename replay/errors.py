@@ -63,7 +63,7 @@ class DivergenceError(ReplayError):
     exit_code = 1
 
     def __init__(self, result: ReplayResult) -> None:
-        first = result.divergences[0]
-        more = f" (+{len(result.divergences) - 1} more)" if len(result.divergences) > 1 else ""
-        super().__init__(f"{first.one_line()}{more}")
+        lines = [*result.integrity, *(d.one_line() for d in result.divergences)]
+        more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+        super().__init__(f"{lines[0]}{more}")
         self.result = result

@@ -4,8 +4,11 @@ One container file per log partition (records in offset order, so epoch
 fencing can be re-checked from the file alone), the Envelope schema as the
 container schema with the payload union intact. Next to them: every bundle a
 recorded plan references, and ``manifest.json`` (ReplayEvidenceManifest-shaped:
-the L0 requirements plus sessions, turns, offsets and the sha256 of each file).
-Exports are the fixtures replay jobs keep in their repositories.
+the L0 requirements plus the prefix, the Kafka cluster id, each partition's
+offsets, the turns per (tenant, session) and the sha256 of each file; optionally
+Ed25519-signed). Replay checks an export against its manifest
+(:mod:`replay.verify`). Exports are the fixtures replay jobs keep in their
+repositories.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from replay.evidence import load_rules
 from replay.model import Position
 from replay.sources import (
     MANIFEST,
+    META_CLUSTER,
     META_PARTITION,
     META_PREFIX,
     META_SESSION,
@@ -34,6 +38,7 @@ from replay.sources import (
     LogSource,
     envelope_schema,
 )
+from replay.verify import load_signing_key, sign_manifest
 from streams.abi.events import Envelope, EventType, TurnClose, TurnOpen
 from streams.abi.records import envelope_to_record
 from streams.abi.schemas import fingerprint
@@ -97,33 +102,49 @@ class _SessionInfo:
     turns: dict[str, _TurnInfo] = field(default_factory=dict)
 
 
+def _add_offset(runs: list[list[int]], offset: int) -> None:
+    # Contiguous runs keep the manifest small: transaction markers are the only holes.
+    if runs and runs[-1][1] + 1 == offset:
+        runs[-1][1] = offset
+    else:
+        runs.append([offset, offset])
+
+
 def export_log(source: LogSource, out: Path, *, prefix: str, codec: str = "deflate",
                tenant: str | None = None, session: str | None = None,
-               bundle_dirs: Iterable[Path] = ()) -> dict[str, Any]:
-    """Write ``source`` under ``out``; returns the manifest (also written as manifest.json)."""
+               bundle_dirs: Iterable[Path] = (), sign_key: Path | None = None) -> dict[str, Any]:
+    """Write ``source`` under ``out``; returns the manifest (also written as manifest.json).
+
+    ``sign_key`` (an Ed25519 private key PEM) signs the manifest.
+    """
+    signer = load_signing_key(sign_key) if sign_key is not None else None  # fail before reading
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[int, ContainerWriter] = {}
-    spans: dict[int, list[int]] = {}
+    offsets: dict[int, list[list[int]]] = {}
     sessions: dict[tuple[str, str], _SessionInfo] = {}  # (tenant, session)
     topic = f"{prefix}.log"
-    for pos, env in source:
+    records = iter(source)  # the cluster id is known once reading has started
+    for pos, env in records:
         writer = writers.get(pos.partition)
         if writer is None:
             meta = {META_PREFIX: prefix, META_TOPIC: topic, META_PARTITION: str(pos.partition),
-                    META_TENANT: tenant or "", META_SESSION: session or ""}
+                    META_TENANT: tenant or "", META_SESSION: session or "",
+                    META_CLUSTER: _cluster_id(source) or ""}
             name = f"{topic}.p{pos.partition}.avro"
             writer = writers[pos.partition] = ContainerWriter(out / name, codec=codec, metadata=meta)
-            spans[pos.partition] = [pos.offset, pos.offset]
-        spans[pos.partition][1] = pos.offset
+            offsets[pos.partition] = []
+        _add_offset(offsets[pos.partition], pos.offset)
         _note(sessions, pos, env, writer.records)
         writer.write(env)
     files: list[dict[str, Any]] = []
     for partition in sorted(writers):
         w = writers[partition]
         digest = w.close()
+        runs = offsets[partition]
         files.append({"path": w.path.name, "partition": partition, "records": w.records,
-                      "first_offset": spans[partition][0], "last_offset": spans[partition][1],
+                      "first_offset": runs[0][0], "last_offset": runs[-1][1],
                       "sha256": digest, "bytes": w.path.stat().st_size})
+    partitions = _partitions(source, writers, offsets)
     bundles = _copy_bundles(sessions, out, BundleIndex([*bundle_dirs, *source_bundle_dirs(source)]))
     rules = load_rules()
     manifest: dict[str, Any] = {
@@ -133,16 +154,39 @@ def export_log(source: LogSource, out: Path, *, prefix: str, codec: str = "defla
         "or02_evidence_schema_version": rules.artifact.or02_evidence_schema_version,
         "recording_level": rules.artifact.recording_level,
         "required_fields": [r.model_dump(mode="json") for r in rules.artifact.required_fields],
-        "export": {"prefix": prefix, "topic": topic, "codec": _codec(codec), "tenant": tenant,
+        "export": {"prefix": prefix, "topic": topic, "cluster_id": _cluster_id(source),
+                   "codec": _codec(codec), "tenant": tenant,
                    "session": session, "abi_version": ABI_VERSION,
                    "schema_fingerprint": fingerprint(envelope_schema()),
                    "events": sum(w.records for w in writers.values())},
         "files": files,
+        "partitions": partitions,
         "bundles": bundles,
         "sessions": [_session_dict(sid, s) for (_, sid), s in sessions.items()],
     }
+    if signer is not None:
+        manifest = sign_manifest(manifest, signer)
     (out / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     return manifest
+
+
+def _cluster_id(source: LogSource) -> str | None:
+    value = getattr(source, "cluster_id", None)
+    return value if isinstance(value, str) and value else None
+
+
+def _partitions(source: LogSource, writers: dict[int, ContainerWriter],
+                offsets: dict[int, list[list[int]]]) -> list[dict[str, Any]]:
+    """Every partition of the topic (empty ones too, so a lost file is noticed)."""
+    marks: dict[int, tuple[int, int]] = dict(getattr(source, "watermarks", None) or {})
+    out = []
+    for p in sorted(set(marks) | set(writers)):
+        low, high = marks.get(p, (None, None))
+        w = writers.get(p)
+        out.append({"partition": p, "file": w.path.name if w else None,
+                    "records": w.records if w else 0, "offsets": offsets.get(p, []),
+                    "log_start": low, "log_end": high})
+    return out
 
 
 def _note(

@@ -28,6 +28,7 @@ class DivergenceKind(StrEnum):
     SEQUENCE = "sequence"
     EPOCH = "epoch_fencing"
     PLAN_HASH = "plan_hash"
+    BUNDLE_PINNING = "bundle_pinning"
     PLAN_CHANGE = "plan_change"
     CANCEL = "cancel_fencing"
     CORRELATION = "correlation_chain"
@@ -131,7 +132,12 @@ class TurnResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplayResult:
-    """The whole replay: every turn result plus throughput."""
+    """The whole replay: every turn result plus throughput.
+
+    ``integrity`` lists what is wrong with the evidence itself (an export that
+    is unverified, incomplete, duplicated, foreign or not signed as required);
+    any entry fails the replay like a divergence does.
+    """
 
     turns: tuple[TurnResult, ...]
     events: int
@@ -140,6 +146,7 @@ class ReplayResult:
     source: str
     bundle: str | None = None
     notes: tuple[str, ...] = field(default=())
+    integrity: tuple[str, ...] = field(default=())
 
     @property
     def divergences(self) -> tuple[Divergence, ...]:
@@ -147,7 +154,7 @@ class ReplayResult:
 
     @property
     def ok(self) -> bool:
-        return all(t.ok for t in self.turns)
+        return not self.integrity and all(t.ok for t in self.turns)
 
     @property
     def events_per_second(self) -> float:
@@ -174,6 +181,7 @@ class ReplayResult:
             "turns": len(turns),
             "turns_diverged": sum(1 for t in turns if not t.ok),
             "divergences": len(self.divergences),
+            "integrity_problems": len(self.integrity),
             "ok": self.ok,
         }
         if timing:
@@ -182,5 +190,6 @@ class ReplayResult:
         return {
             "summary": summary,
             "notes": list(self.notes),
+            "integrity": list(self.integrity),
             "turns": [t.to_dict() for t in self.turns],
         }

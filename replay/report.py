@@ -2,7 +2,8 @@
 
 JUnit has one testcase per turn (classname = session) so CI dashboards show
 which recorded turn broke; session-level problems (lease grants, admission)
-get a testcase named ``session:<id>``.
+get a testcase named ``session:<id>``; the export's integrity is one more
+testcase (``export.integrity``) that fails with every problem found.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ __all__ = ["render_human", "summary_line", "to_json", "write_junit"]
 def summary_line(result: ReplayResult) -> str:
     turns = [t for t in result.turns if t.turn_id is not None]
     bad = sum(1 for t in turns if not t.ok)
-    verdict = "clean" if result.ok else f"{len(result.divergences)} divergence(s)"
+    if result.ok:
+        verdict = "clean"
+    else:
+        parts = [f"{len(result.integrity)} integrity problem(s)"] if result.integrity else []
+        if result.divergences or not parts:
+            parts.append(f"{len(result.divergences)} divergence(s)")
+        verdict = ", ".join(parts)
     return (f"replay ({result.mode}) of {result.source}: {result.events} events, {len(turns)} turns, "
             f"{bad} diverged — {verdict}; {result.seconds:.2f}s, "
             f"{result.events_per_second:,.0f} events/s")
@@ -43,6 +50,8 @@ def render_human(result: ReplayResult, console: Console) -> None:
         console.print(table)
         for d in result.divergences:
             console.print(f"  [red]✗[/red] {escape(d.one_line())}")
+    for problem in result.integrity:
+        console.print(f"  [red]✗[/red] export: {escape(problem)}")
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     style = "green" if result.ok else "red"
@@ -54,15 +63,23 @@ def to_json(result: ReplayResult) -> dict[str, Any]:
 
 
 def write_junit(result: ReplayResult, path: Path) -> None:
+    failures = sum(1 for t in result.turns if not t.ok) + (1 if result.integrity else 0)
     suite = ET.Element("testsuite", {
-        "name": "rspp-replay", "tests": str(len(result.turns)),
-        "failures": str(sum(1 for t in result.turns if not t.ok)), "errors": "0",
+        "name": "rspp-replay", "tests": str(len(result.turns) + 1), "failures": str(failures),
+        "errors": "0",
         "time": f"{result.seconds:.3f}",
     })
     props = ET.SubElement(suite, "properties")
     for key, value in (("source", result.source), ("mode", result.mode),
                        ("events", str(result.events)), ("bundle", result.bundle or "")):
         ET.SubElement(props, "property", {"name": key, "value": value})
+    # The export itself is one testcase: CI shows an incomplete export next to the turns.
+    case = ET.SubElement(suite, "testcase", {"classname": "export", "name": "integrity",
+                                             "time": "0"})
+    if result.integrity:
+        failure = ET.SubElement(case, "failure", {"message": result.integrity[0],
+                                                  "type": "export_integrity"})
+        failure.text = "\n".join(result.integrity)
     for turn in result.turns:
         case = ET.SubElement(suite, "testcase", {
             "classname": f"{turn.tenant_id}.{turn.session_id}", "name": turn.name, "time": "0"})

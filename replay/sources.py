@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -21,6 +20,7 @@ import fastavro
 
 from replay.errors import CorruptInputError, ForeignLogError, LogSourceError, TruncatedLogError
 from replay.model import Position
+from replay.verify import ExportCheck
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.abi.events import Envelope, EventType
@@ -29,6 +29,8 @@ from streams.abi.schemas import ENVELOPE, fingerprint, load_schema_dir
 from streams.config import kafka_settings
 
 __all__ = [
+    "MANIFEST",
+    "META_CLUSTER",
     "META_PARTITION",
     "META_PREFIX",
     "META_SESSION",
@@ -46,6 +48,7 @@ META_TOPIC = "rspp.topic"
 META_PARTITION = "rspp.partition"
 META_TENANT = "rspp.tenant"
 META_SESSION = "rspp.session"
+META_CLUSTER = "rspp.cluster"
 SYSTEM_TENANT = "__system__"
 MANIFEST = "manifest.json"
 
@@ -123,17 +126,25 @@ class ContainerLogSource:
 
     ``prefix``/``tenant`` name what the caller expects: a file whose metadata says
     otherwise raises :class:`ForeignLogError`; records of other tenants in an
-    unscoped export are filtered out.
+    unscoped export are filtered out. An export is held to its ``manifest.json``
+    while it is read; what does not match lands in :attr:`integrity` (one line
+    each). Without a manifest the source is unverified, which is itself an
+    integrity problem unless ``allow_unverified``. ``verify_key`` (an Ed25519
+    public key PEM) requires the manifest to be signed by its private half.
     """
 
     def __init__(self, path_or_dir: Path | str, *, prefix: str | None = None,
                  tenant: str | None = None, session: str | None = None,
-                 since: datetime | None = None, until: datetime | None = None) -> None:
+                 since: datetime | None = None, until: datetime | None = None,
+                 allow_unverified: bool = False, verify_key: Path | None = None) -> None:
         self.path = Path(path_or_dir)
         self.prefix, self.tenant = prefix, tenant
         self._window = (session, tenant, since, until)
         self.windowed = since is not None or until is not None
-        self._digests: dict[Path, str] = {}
+        self.allow_unverified, self.verify_key = allow_unverified, verify_key
+        self.manifest: dict[str, Any] | None = None
+        self.integrity: list[str] = []  # filled while reading; see replay.verify
+        self.notes: list[str] = []
         self.files = self._files()
         self.name = str(self.path)
 
@@ -146,35 +157,64 @@ class ContainerLogSource:
         if manifest.is_file():
             from replay.export import read_manifest
 
-            listed = read_manifest(manifest)["files"]
-            files = tuple(self.path / str(f["path"]) for f in listed)
-            self._digests = {self.path / str(f["path"]): str(f.get("sha256", "")) for f in listed}
+            self.manifest = read_manifest(manifest)
+            files = tuple(self.path / str(f["path"]) for f in self.manifest["files"])
         else:
             files = tuple(sorted(self.path.glob("*.avro")))
         if not files:
             raise LogSourceError(f"{self.path}: no .avro container files")
         return files
 
+    def _check(self) -> tuple[ExportCheck | None, tuple[Path, ...]]:
+        self.integrity, self.notes = [], []
+        if self.manifest is None:
+            where = f"{self.path} has no {MANIFEST}" if self.path.is_dir() else \
+                f"{self.path.name} is a bare container file"
+            if self.verify_key is not None:
+                self.integrity.append(f"unverified: no manifest ({where}) to check --verify-key against")
+            elif self.allow_unverified:
+                self.notes.append(f"unverified: no manifest ({where}); replayed as allowed")
+            else:
+                self.integrity.append(f"unverified: no manifest ({where}); pass "
+                                      "--allow-unverified to replay it anyway")
+            return None, self.files
+        check = ExportCheck(self.manifest, self.path)
+        files = tuple(check.start(self.verify_key))
+        self.integrity = check.problems  # shared: later findings appear as they are made
+        return check, files
+
     def __iter__(self) -> Iterator[tuple[Position, Envelope]]:
         current = fingerprint(envelope_schema())
         keep = _Filter.of(self._window)
-        for index, path in enumerate(self.files):
-            self._check_digest(path)
+        check, files = self._check()
+        for path in files:
+            index = self.files.index(path)
+            mismatch = check.digest(path) if check is not None else None
             try:
                 handle: BinaryIO = path.open("rb")
             except OSError as exc:
                 raise LogSourceError(f"{path}: cannot open: {exc.strerror}") from None
             with handle:
-                yield from self._read(path, handle, index, current, keep)
+                try:
+                    yield from self._read(path, handle, index, current, keep, check=check)
+                except CorruptInputError as exc:
+                    if mismatch is None:
+                        raise
+                    # The undecodable bytes are not what was exported: say so first.
+                    raise CorruptInputError(f"{mismatch}; {exc}") from None
+        if check is not None:
+            check.finish(read_all=True)
 
     def _read(self, path: Path, handle: BinaryIO, index: int, current: str,
-              keep: _Filter) -> Iterator[tuple[Position, Envelope]]:
+              keep: _Filter, *, check: ExportCheck | None) -> Iterator[tuple[Position, Envelope]]:
         try:
             reader = fastavro.reader(handle, return_record_name=True)
         except Exception as exc:
             raise CorruptInputError(f"{path}: not an Avro container file: {exc}") from None
         meta = reader.metadata
         self._check_owner(path, meta)
+        if check is not None:
+            check.open_file(path, meta)
         partition = int(meta.get(META_PARTITION, index))
         if fingerprint(reader.writer_schema) != current:
             # An export written with an older ABI: resolve to the current Envelope.
@@ -186,6 +226,8 @@ class ContainerLogSource:
         try:
             for record_index, record in enumerate(reader):
                 env = envelope_from_record(record)  # type: ignore[arg-type]
+                if check is not None:
+                    check.record(f"{name}#{record_index}", env)
                 if filtering and not keep.keep(env):
                     continue
                 yield Position(source=name, partition=partition, offset=record_index, in_file=True), env
@@ -195,17 +237,8 @@ class ContainerLogSource:
             raise CorruptInputError(
                 f"{path}: record {record_index + 1}: cannot decode: {type(exc).__name__}: {exc}"
             ) from None
-
-    def _check_digest(self, path: Path) -> None:
-        want = self._digests.get(path)
-        if not want:
-            return
-        try:
-            have = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError as exc:
-            raise LogSourceError(f"{path}: cannot read: {exc.strerror}") from None
-        if have != want:
-            raise CorruptInputError(f"{path}: sha256 {have} does not match the manifest's {want}")
+        if check is not None:
+            check.close_file(path, record_index + 1)
 
     def _check_owner(self, path: Path, meta: dict[str, str]) -> None:
         for key, want in ((META_PREFIX, self.prefix), (META_TENANT, self.tenant)):
@@ -234,6 +267,9 @@ class KafkaLogSource:
         self._codec = codec
         self._window = (session, tenant, since, until)
         self.windowed = since is not None or until is not None
+        # Filled when reading starts; an export's manifest records them.
+        self.cluster_id: str | None = None
+        self.watermarks: dict[int, tuple[int, int]] = {}
 
     def __iter__(self) -> Iterator[tuple[Position, Envelope]]:
         from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -256,10 +292,12 @@ class KafkaLogSource:
             topic_meta = meta.topics.get(self.topic)
             if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
                 raise LogSourceError(f"topic {self.topic} does not exist on {self.bootstrap}")
+            self.cluster_id = meta.cluster_id or None
             ends: dict[int, int] = {}
             starts: dict[int, int] = {}
             for p in sorted(topic_meta.partitions):
                 low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                self.watermarks[p] = (low, high)
                 low = max(low, self._start_offsets.get(p, low))
                 if high > low:
                     starts[p], ends[p] = low, high

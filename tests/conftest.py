@@ -64,6 +64,24 @@ def kafka_bootstrap() -> Iterator[str]:
             broker.down()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_bundle_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One bundle store per test session (subprocesses inherit it).
+
+    The store keeps the first digest of every name@version for good, so tests
+    that run processors must not claim versions in the developer's own store
+    (a rebuilt shipped bundle would then be refused there, and vice versa).
+    """
+    if os.environ.get("RSPP_STORE"):
+        yield
+        return
+    os.environ["RSPP_STORE"] = str(tmp_path_factory.mktemp("bundle-store"))
+    try:
+        yield
+    finally:
+        os.environ.pop("RSPP_STORE", None)
+
+
 _counter = itertools.count()
 
 

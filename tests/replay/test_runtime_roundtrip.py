@@ -42,7 +42,7 @@ def test_recorded_runtime_log_replays_clean_and_catches_a_changed_node(
         == result.turns_committed + result.turns_aborted
     )
     exported = replay(ContainerLogSource(export), resimulate=True)
-    assert exported.ok, [str(d) for d in exported.divergences]
+    assert exported.ok, [*exported.integrity, *(str(d) for d in exported.divergences)]
     assert exported.events == live.events
 
     from streams.nodes.config import config_from_mapping

@@ -35,9 +35,10 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 
 def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(["replay", str(gen.log_file("clean"))], capsys)
+    code, out, err = _run(["replay", str(gen.log_file("clean")), "--allow-unverified"], capsys)
     assert code == 0 and "clean" in out and "events/s" in out
-    code, out, err = _run(["replay", str(gen.log_file("stale_epoch")), "--json"], capsys)
+    code, out, err = _run(["replay", str(gen.log_file("stale_epoch")), "--json",
+                           "--allow-unverified"], capsys)
     assert code == 1
     report = orjson.loads(out)
     assert report["summary"]["divergences"] == 1 and "events/s" in err
@@ -49,12 +50,13 @@ def test_cli_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_junit_has_one_testcase_per_turn(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     junit = tmp_path / "replay.xml"
-    code, _, _ = _run(["replay", str(gen.log_file("post_cancel_output")), "--junit", str(junit)],
-                      capsys)
+    code, _, _ = _run(["replay", str(gen.log_file("post_cancel_output")), "--junit", str(junit),
+                       "--allow-unverified"], capsys)
     assert code == 1
     suite = ET.parse(junit).getroot()
     cases = {c.get("name"): c for c in suite.iter("testcase")}
-    assert sorted(cases) == ["t1", "t2", "t3", "t4"]
+    assert sorted(cases) == ["integrity", "t1", "t2", "t3", "t4"]
+    assert cases["integrity"].find("failure") is None
     assert suite.get("failures") == "1"
     failure = cases["t2"].find("failure")
     assert failure is not None and failure.get("type") == "cancel_fencing"
@@ -74,30 +76,31 @@ def test_corrupt_container_is_exit_2_naming_the_file(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     bad = _corrupt(tmp_path)
     with pytest.raises(CorruptInputError, match=r"corrupt\.avro"):
-        replay(ContainerLogSource(bad))
-    code, _, err = _run(["replay", str(bad)], capsys)
+        replay(ContainerLogSource(bad, allow_unverified=True))
+    code, _, err = _run(["replay", str(bad), "--allow-unverified"], capsys)
     assert code == 2 and err.startswith("rspp: error: ") and "corrupt.avro" in err
     assert err.count("\n") == 1
     not_avro = tmp_path / "x.avro"
     not_avro.write_bytes(b"hello")
-    code, _, err = _run(["replay", str(not_avro)], capsys)
+    code, _, err = _run(["replay", str(not_avro), "--allow-unverified"], capsys)
     assert code == 2 and "x.avro: not an Avro container file" in err
 
 
 def test_another_prefix_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ForeignLogError, match=r"rspp\.prefix is 'golden', expected 'prod'"):
-        list(ContainerLogSource(gen.log_file("clean"), prefix="prod"))
-    code, _, err = _run(["replay", str(gen.log_file("clean")), "--prefix", "prod"], capsys)
+        list(ContainerLogSource(gen.log_file("clean"), prefix="prod", allow_unverified=True))
+    code, _, err = _run(["replay", str(gen.log_file("clean")), "--prefix", "prod",
+                         "--allow-unverified"], capsys)
     assert code == 2 and "clean.avro" in err
 
 
 def test_tenant_filter_keeps_lease_records() -> None:
-    kept = list(ContainerLogSource(gen.log_file("clean"), tenant="nobody"))
+    kept = list(ContainerLogSource(gen.log_file("clean"), tenant="nobody", allow_unverified=True))
     assert {env.event_type for _, env in kept} == {EventType.LEASE_GRANTED}
 
 
 def test_session_filter_replays_only_that_session() -> None:
-    result = replay(ContainerLogSource(gen.log_file("clean"), session="s3"))
+    result = replay(ContainerLogSource(gen.log_file("clean"), session="s3", allow_unverified=True))
     assert result.ok and [t.turn_id for t in result.turns] == ["t3", "t4"]
 
 
@@ -113,7 +116,7 @@ def test_unknown_bundle_is_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "orphan.avro"
     write_log(log, path, prefix=gen.PREFIX)
     with pytest.raises(BundleNotFoundError, match=r"sha256:0000.*turn t1 at orphan\.avro#3") as info:
-        replay(ContainerLogSource(path))
+        replay(ContainerLogSource(path, allow_unverified=True))
     assert info.value.exit_code == 2
 
 
@@ -136,7 +139,7 @@ def test_changed_node_behaviour_fails_resimulation_naming_that_node() -> None:
         lambda node_id, mapping, policy: (lambda: _ShoutingNormalize(
             config_from_mapping(NormalizeConfig, mapping, node_id=node_id))),
         deterministic=True, replace=True)
-    result = replay(ContainerLogSource(gen.log_file("clean")), resimulate=True, registry=registry)
+    result = replay(ContainerLogSource(gen.log_file("clean"), allow_unverified=True), resimulate=True, registry=registry)
     nodes = {(d.kind, d.node_id) for d in result.divergences}
     assert nodes == {(DivergenceKind.OUTPUT, "normalize.clean")}
     first = result.divergences[0]
@@ -159,7 +162,7 @@ def _candidate(tmp_path: Path) -> Path:
 
 def test_candidate_bundle_shows_what_would_change(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    result = replay(ContainerLogSource(gen.log_file("clean")), bundle=_candidate(tmp_path))
+    result = replay(ContainerLogSource(gen.log_file("clean"), allow_unverified=True), bundle=_candidate(tmp_path))
     assert result.mode == "candidate" and result.bundle is not None
     seen = [(d.kind, d.turn_id, d.node_id) for d in result.divergences]
     # Every turn's plan changes at respond; only t1 asked for the lights.
@@ -167,7 +170,7 @@ def test_candidate_bundle_shows_what_would_change(tmp_path: Path,
     assert (DivergenceKind.OUTPUT, "t1", "respond") in seen
     drift = next(d for d in result.divergences if d.kind is DivergenceKind.OUTPUT)
     assert drift.diff == "[-Turning on the kitchen lights.-] {+Kitchen lights on.+}"
-    code, _, _ = _run(["replay", str(gen.log_file("clean")), "--bundle",
+    code, _, _ = _run(["replay", str(gen.log_file("clean")), "--allow-unverified", "--bundle",
                        str(_candidate(tmp_path))], capsys)
     assert code == 1
 
@@ -175,7 +178,7 @@ def test_candidate_bundle_shows_what_would_change(tmp_path: Path,
 def test_replay_many_streams_results_per_session() -> None:
     from replay import replay_many
 
-    stream: Iterator[object] = replay_many(ContainerLogSource(gen.log_file("clean")))
+    stream: Iterator[object] = replay_many(ContainerLogSource(gen.log_file("clean"), allow_unverified=True))
     first = next(stream)
     assert getattr(first, "turn_id", None) == "t1"
     assert len(list(stream)) == 3
@@ -185,17 +188,18 @@ def test_export_from_a_file_source_round_trips_and_guards_its_digests(tmp_path: 
     from replay import export_log
 
     out = tmp_path / "export"
-    manifest = export_log(ContainerLogSource(gen.log_file("clean")), out, prefix=gen.PREFIX)
+    manifest = export_log(ContainerLogSource(gen.log_file("clean"), allow_unverified=True), out, prefix=gen.PREFIX)
     assert manifest["export"]["events"] == 62
     assert [s["session_id"] for s in manifest["sessions"]] == ["__partition-0", "s1", "s2", "s3"]
     assert manifest["sessions"][2]["turns"] == []  # rejected: no turns
     t1 = manifest["sessions"][1]["turns"][0]
     assert t1["turn_ref"] == "acme/s1/t1" and t1["outcome"] == "COMMITTED"
     assert t1["bundle_digest"] == manifest["bundles"][0]["digest"]
-    original = [env for _, env in ContainerLogSource(gen.log_file("clean"))]
+    original = [env for _, env in ContainerLogSource(gen.log_file("clean"), allow_unverified=True)]
     assert [env for _, env in ContainerLogSource(out)] == original
     assert replay(ContainerLogSource(out)).ok
     data = out / manifest["files"][0]["path"]
     data.write_bytes(data.read_bytes()[:-1] + b"\x00")
-    with pytest.raises(CorruptInputError, match="does not match the manifest"):
+    with pytest.raises(CorruptInputError, match=r"^digest mismatch: golden\.log\.p0\.avro: .* does "
+                       r"not match the manifest's .*cannot decode"):
         list(ContainerLogSource(out))
