@@ -119,17 +119,7 @@ class Engine:
             session.loose_events += 1
         sink = turn.divergences if turn is not None else session.loose
 
-        if et is EventType.LEASE_GRANTED:
-            self._grant(pos, env, part, sink)
-        elif env.lease_epoch == 0:
-            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected="a granted epoch (>= 1)",
-                                  actual="epoch 0", message="written without a lease"))
-        elif part.epoch is not None and env.lease_epoch != part.epoch:
-            stale = env.lease_epoch < part.epoch
-            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"epoch {part.epoch} "
-                                  f"(LEASE_GRANTED at {part.grant})", actual=f"epoch {env.lease_epoch}",
-                                  message="zombie write: epoch older than the partition's lease"
-                                  if stale else "epoch ahead of any LEASE_GRANTED"))
+        self._epoch(pos, env, part, sink)
         # Lease records use a per-partition pseudo-session whose seq LOG_CONTRACT leaves open.
         if self.check_sequence and et is not EventType.LEASE_GRANTED:
             want = session.next_seq
@@ -192,6 +182,20 @@ class Engine:
         elif et is EventType.SESSION_CLOSE:
             return session
         return None
+
+    def _epoch(self, pos: Position, env: Envelope, part: _Partition, sink: list[Divergence]) -> None:
+        """Epoch fencing: every record carries the partition's current lease epoch."""
+        if env.event_type is EventType.LEASE_GRANTED:
+            self._grant(pos, env, part, sink)
+        elif env.lease_epoch == 0:
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected="a granted epoch (>= 1)",
+                                  actual="epoch 0", message="written without a lease"))
+        elif part.epoch is not None and env.lease_epoch != part.epoch:
+            stale = env.lease_epoch < part.epoch
+            sink.append(self._div(DivergenceKind.EPOCH, pos, env, expected=f"epoch {part.epoch} "
+                                  f"(LEASE_GRANTED at {part.grant})", actual=f"epoch {env.lease_epoch}",
+                                  message="zombie write: epoch older than the partition's lease"
+                                  if stale else "epoch ahead of any LEASE_GRANTED"))
 
     def _grant(self, pos: Position, env: Envelope, part: _Partition, sink: list[Divergence]) -> None:
         grant = env.payload

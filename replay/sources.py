@@ -278,29 +278,9 @@ class KafkaLogSource:
 
         codec = self._codec or EventCodec(max_frame_bytes=OUTPUT_MAX_RECORD_BYTES)
         keep = _Filter.of(self._window)
-        consumer = Consumer({
-            **kafka_settings(self.bootstrap),
-            **OUTPUT_READER_CONFIG,
-            "group.id": f"rspp-replay-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        })
+        consumer = Consumer(_reader_settings(self.bootstrap, OUTPUT_READER_CONFIG))
         try:
-            meta = consumer.list_topics(self.topic, timeout=10)
-            topic_meta = meta.topics.get(self.topic)
-            if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
-                raise LogSourceError(f"topic {self.topic} does not exist on {self.bootstrap}")
-            self.cluster_id = meta.cluster_id or None
-            ends: dict[int, int] = {}
-            starts: dict[int, int] = {}
-            for p in sorted(topic_meta.partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                self.watermarks[p] = (low, high)
-                low = max(low, self._start_offsets.get(p, low))
-                if high > low:
-                    starts[p], ends[p] = low, high
+            starts, ends = self._ranges(consumer)
             if not ends:
                 return
             consumer.assign([TopicPartition(self.topic, p, starts[p]) for p in ends])
@@ -336,6 +316,26 @@ class KafkaLogSource:
         finally:
             consumer.close()
 
+    def _ranges(self, consumer: Any) -> tuple[dict[int, int], dict[int, int]]:
+        """First and end offset of every partition that has records to read (end offsets are
+        taken now: the log is read up to here)."""
+        from confluent_kafka import TopicPartition
+
+        meta = consumer.list_topics(self.topic, timeout=10)
+        topic_meta = meta.topics.get(self.topic)
+        if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
+            raise LogSourceError(f"topic {self.topic} does not exist on {self.bootstrap}")
+        self.cluster_id = meta.cluster_id or None
+        ends: dict[int, int] = {}
+        starts: dict[int, int] = {}
+        for p in sorted(topic_meta.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+            self.watermarks[p] = (low, high)
+            low = max(low, self._start_offsets.get(p, low))
+            if high > low:
+                starts[p], ends[p] = low, high
+        return starts, ends
+
     def _truncated(self, consumer: Any, pending: set[int], ends: dict[int, int]) -> None:
         from confluent_kafka import TopicPartition
 
@@ -349,3 +349,16 @@ class KafkaLogSource:
             f"{self.topic}[{p}]: stopped at offset {at}, end offset at start was {ends[p]} "
             f"(open transaction or lost records; no record for {self.idle_timeout_s:.0f}s)"
         )
+
+
+def _reader_settings(bootstrap: str, limits: Mapping[str, Any]) -> dict[str, Any]:
+    """A read_committed reader of a whole topic from the start, in no consumer group's way."""
+    return {
+        **kafka_settings(bootstrap),
+        **limits,
+        "group.id": f"rspp-replay-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    }
