@@ -10,6 +10,7 @@ import typer
 from streams.broker import BrokerConfig, BrokerStatus, LocalBroker
 from streams.cli.output import console, emit_json, err_console, positive_seconds
 from streams.config import external_bootstrap, kafka_version, local_broker_port
+from streams.topics import validate_tenant
 
 __all__ = ["app"]
 
@@ -103,11 +104,13 @@ def up(
     """Start the broker (idempotent) and wait until an AdminClient metadata call answers."""
     if tenant and not secure:
         raise typer.BadParameter("--tenant makes SCRAM users: it needs --secure")
-    if _external_notice(json_out):
-        return
+    # Checked first: every option is judged, also when an external cluster makes `up` a no-op.
+    validate_tenant(processor_user)  # a SCRAM user name, under the same rules as a tenant's
     broker = _broker(
         port, secure=secure, tenants=tuple(tenant or ()), processor_user=processor_user
     )
+    if _external_notice(json_out):
+        return
     if not json_out:
         err_console.print(
             f"starting Apache Kafka {broker.config.version} on {broker.config.bootstrap} ..."

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.bundles import read_bundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.config import repo_root
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import ProcessorThread, read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
 from tests.fault.harness import BUNDLE, wait_for
 

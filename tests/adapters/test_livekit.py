@@ -21,6 +21,7 @@ import pytest
 from livekit import api, rtc
 
 from pipelines.bundles import read_bundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.adapters import AdapterConfig, TransportContract
 from streams.adapters.base import AdapterError
@@ -35,7 +36,7 @@ from streams.adapters.livekit import (
 from streams.demo.scenario import EXAMPLE_DIR
 from streams.nodes import synthesize_pcm16
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_log
+from streams.testing import ProcessorThread, read_log
 from streams.topics import TopicLayout, apply_topics
 
 pytestmark = [

@@ -20,11 +20,12 @@ import pytest
 
 from pipelines.bundles import read_bundle
 from replay.audit import REPORTS, AuditStore, LoadResult
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.nodes import synthesize_pcm16
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import LoggedEvent, ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import LoggedEvent, ProcessorThread, read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
 from tests.conftest import drop_topics
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.demo import load_scenario
-from streams.testing import check_log, read_log
+from streams.testing import read_log
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

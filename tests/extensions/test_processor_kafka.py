@@ -25,11 +25,12 @@ from pipelines.models import (
     PolicyOverlay,
 )
 from pipelines.models.resolved import PipelineBundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.extensions import ExtensionRegistry
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_log
+from streams.testing import ProcessorThread, read_log
 from streams.topics import TopicLayout, apply_topics
 from tests.extensions.conftest import BUDGET_MS, MARGIN_S, bad_manifest
 

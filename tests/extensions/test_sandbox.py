@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.extensions import (
@@ -32,7 +33,7 @@ from streams.extensions import (
 )
 from streams.nodes import NodeContext, NodeRegistry, TranscriptText
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_log
+from streams.testing import ProcessorThread, read_log
 from streams.topics import TopicLayout, apply_topics
 from tests.extensions.conftest import bad_manifest
 from tests.extensions.hostile.node import NAMED, REPO

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.client import VoiceClient, VoiceSession
-from streams.testing import LoggedEvent, check_log, read_dlq, read_log
+from streams.testing import LoggedEvent, read_dlq, read_log
 
 __all__ = [
     "BUNDLE",

@@ -25,13 +25,14 @@ from hypothesis import strategies as st
 
 from pipelines.bundles import read_bundle
 from replay import KafkaLogSource, replay
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.errors import CodecError
 from streams.client import VoiceClient
 from streams.runtime.processor import ProcessorConfig
 from streams.runtime.sessions import SessionKey
-from streams.testing import LoggedEvent, ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import LoggedEvent, ProcessorThread, read_dlq, read_log
 from streams.topics import INGRESS_MAX_RECORD_BYTES, Lane, TopicLayout, apply_topics
 from tests.fault.harness import BUNDLE, wait_for
 from tests.fault.test_malformed import Sender

@@ -20,11 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.bundles import read_bundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.client import VoiceClient
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import ProcessorThread, read_dlq, read_log
 from streams.topics import INGRESS_MAX_RECORD_BYTES, Lane, TopicLayout, apply_topics
 from tests.fault.harness import BUNDLE, wait_for
 

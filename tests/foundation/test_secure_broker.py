@@ -403,9 +403,10 @@ def test_two_tenants_with_the_same_session_id_never_meet(
 
     from pipelines.bundles import read_bundle
     from replay.audit import AuditStore
+    from replay.logcheck import check_log
     from streams.abi import events as ev
     from streams.runtime.processor import ProcessorConfig
-    from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+    from streams.testing import ProcessorThread, read_dlq, read_log
 
     bundle = read_bundle(
         Path(__file__).resolve().parents[2] / "pipelines" / "bundles" / "voice_assistant_bundle_v1.json"

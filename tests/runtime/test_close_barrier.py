@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 
 from pipelines.bundles import read_bundle
 from pipelines.models.resolved import PipelineBundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.runtime.closing import CloseBarrier, HeldClose, HeldCloses
 from streams.runtime.processor import ProcessorConfig
 from streams.runtime.sessions import SessionKey
-from streams.testing import LoggedEvent, ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import LoggedEvent, ProcessorThread, read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
 
 BARRIER = CloseBarrier(grace_ms=200, max_hold_ms=5_000)

@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.bundles import read_bundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.nodes import (
@@ -46,7 +47,7 @@ from streams.runtime.leases import LeaseBook
 from streams.runtime.sessions import SessionKey
 from streams.runtime.turns import TurnEnded, TurnKey
 from streams.runtime.writer import EventWriter
-from streams.testing import LoggedEvent, check_log
+from streams.testing import LoggedEvent
 from streams.topics import TopicLayout
 
 BUNDLE = read_bundle(

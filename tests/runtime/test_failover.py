@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.client import VoiceClient, VoiceSession
 from streams.nodes import synthesize_pcm16
-from streams.testing import check_log, read_dlq, read_log
+from streams.testing import read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
 from tests.runtime.procs import LogTail, RsppProcess, accounted
 

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.runtime.held import REFUSED, HeldUtterances, OverflowRule, overflow_rule, size_of
 from streams.runtime.leases import LeaseBook
 from streams.runtime.sessions import SessionState
 from streams.runtime.writer import EventWriter
-from streams.testing import check_log
 from tests.runtime.test_engine_properties import (
     BUNDLE,
     CODEC,

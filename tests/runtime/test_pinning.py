@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from pipelines.bundles import read_bundle
 from pipelines.models.resolved import PipelineBundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.config import repo_root
 from streams.runtime.engine import TurnEngine
 from streams.runtime.leases import LeaseBook
 from streams.runtime.sessions import SessionKey, SessionState
 from streams.runtime.writer import EventWriter
-from streams.testing import check_log
 from tests.runtime.test_engine_properties import CODEC, GRAPHS, LAYOUT, MemorySink
 from tests.runtime.test_held_shedding import _in_loop
 

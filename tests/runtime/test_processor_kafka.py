@@ -10,11 +10,12 @@ import pytest
 
 from pipelines.bundles import read_bundle
 from pipelines.models.resolved import PipelineBundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.nodes import synthesize_pcm16
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import ProcessorThread, read_dlq, read_log
 from streams.topics import TopicLayout, apply_topics
 
 pytestmark = pytest.mark.kafka

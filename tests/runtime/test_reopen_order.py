@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
-from streams.testing import check_log
 from tests.runtime.test_engine_properties import SESSION, _Driver
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.runtime.engine import TurnEngine
 from streams.runtime.leases import LeaseBook
 from streams.runtime.sessions import SessionKey, SessionSnapshot
 from streams.runtime.writer import EventWriter
-from streams.testing import check_log
 from tests.runtime.test_engine_properties import BUNDLE, CODEC, GRAPHS, LAYOUT, MemorySink
 from tests.runtime.test_held_shedding import _in_loop
 

@@ -26,6 +26,7 @@ from fastavro import parse_schema, schemaless_writer
 from pipelines.bundles import bundle_digest, read_bundle
 from pipelines.loader import load_artifact
 from pipelines.models.compat import VersionSkewPolicy
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.records import envelope_to_record
@@ -33,7 +34,7 @@ from streams.abi.registry import FileRegistry, SchemaVersion
 from streams.abi.schemas import ENVELOPE
 from streams.runtime.ingress_skew import SKEW_REASON, IngressSkewGate
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import ProcessorThread, read_dlq, read_log
 from streams.topics import Lane, TopicLayout, apply_topics
 from tests.runtime.procs import REPO, wait_for
 
