@@ -114,7 +114,7 @@ class VoiceSession:
     _chunk_seq: int = 0
     _utterance: str = field(default_factory=lambda: uuid.uuid4().hex)
     # One W3C trace per call: the processor's session, turn and node spans join the log on it.
-    trace_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    trace_id: str | None = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def sent(self) -> int:

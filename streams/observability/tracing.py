@@ -156,7 +156,7 @@ class SessionTracer(Observer):
     # -- hooks ------------------------------------------------------------------------
     def trace_id(self, tenant: str, session: str, given: str | None) -> str | None:
         known = self._sessions.get((tenant, session))
-        if known is not None and (given is None or given == known.trace_id):
+        if known is not None and known.trace_id and given in (None, known.trace_id):
             return known.trace_id
         if given is not None and not _TRACE_ID.match(given):
             return given  # not a W3C trace id: kept in the log, the span gets its own
@@ -308,7 +308,7 @@ class SessionTracer(Observer):
                 f"node {node_id}", context=context, start_time=work.start_ns, attributes=attributes
             )
             span.end(end_time=work.end_ns)
-        turn.span.set_attribute("rspp.turn.outcome", close.outcome.value)
+        turn.span.set_attribute("rspp.turn.outcome", close.outcome.value.lower())
         turn.span.end()
 
     def _session_close(self, key: tuple[str, str], reason: str | None) -> None:
