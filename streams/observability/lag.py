@@ -7,8 +7,8 @@ transactions (not readable yet) and the commit markers as lag. A read_committed 
 ``get_watermark_offsets`` reports the LSO as its high mark (checked against a broker in
 tests/observability/test_lag.py). What remains is the markers: a group that read everything
 of a transactional topic commits the offset after the last record, one short of the marker
-behind it. When the gap is small, :class:`LagReader` looks whether any record is readable
-in it, so a caught-up group reads 0.
+behind it. When the gap is small, :class:`LagReader` counts the records readable in it
+(a caught-up group reads 0); a larger gap is reported as it is (markers included).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from streams.observability.errors import ObservabilityError
 
 __all__ = ["LagReader", "PartitionLag"]
 
-# Gaps up to this many offsets are probed for readable records (markers only -> lag 0).
+# Gaps up to this many offsets are read to count their readable records exactly.
 _PROBE_GAP = 64
 
 
@@ -59,7 +59,10 @@ class LagReader:
         }
         self._consumer = Consumer(settings)
         # The probe assigns partitions itself: a separate consumer, not the group's id.
-        self._probe = Consumer({**settings, "group.id": f"{group}.lag-probe"})
+        # (short fetch waits: the end of the partition is the answer it waits for).
+        self._probe = Consumer(
+            {**settings, "group.id": f"{group}.lag-probe", "fetch.wait.max.ms": 10}
+        )
         self._lock = threading.Lock()  # scrapes may overlap; librdkafka handles are shared
 
     def read(self) -> list[PartitionLag]:
@@ -91,8 +94,9 @@ class LagReader:
             done = committed.get((tp.topic, tp.partition), -1)
             start = done if done >= 0 else low
             lag = max(0, lso - start)
-            if 0 < lag <= _PROBE_GAP and not self._readable(tp.topic, tp.partition, start, lso):
-                lag = 0
+            if 0 < lag <= _PROBE_GAP:
+                readable = self._readable(tp.topic, tp.partition, start, lso)
+                lag = lag if readable is None else readable
             rows.append(
                 PartitionLag(
                     topic=tp.topic,
@@ -104,19 +108,21 @@ class LagReader:
             )
         return rows
 
-    def _readable(self, topic: str, partition: int, start: int, end: int) -> bool:
-        """True when a read_committed read of [start, end) returns a record (not only
-        transaction markers or aborted records)."""
+    def _readable(self, topic: str, partition: int, start: int, end: int) -> int | None:
+        """How many records a read_committed read of [start, end) returns (transaction
+        markers and aborted records are skipped); None when that was not settled in time."""
         self._probe.assign([TopicPartition(topic, partition, start)])
+        count = 0
         try:
-            for _ in range(20):
+            for _ in range(2 * _PROBE_GAP):
+                # One at a time: consume() waits for its whole batch or the timeout.
                 msgs = self._probe.consume(num_messages=1, timeout=min(1.0, self.timeout_s))
                 for msg in msgs:
                     offset = msg.offset()
-                    if msg.error() is None and offset is not None:
-                        return offset < end
-                    return False  # partition EOF (or an error): nothing readable before it
-            return True  # undecided within the bound: report the gap rather than hide it
+                    if msg.error() is not None or offset is None or offset >= end:
+                        return count  # partition EOF (at the LSO) or past the gap
+                    count += 1
+            return None
         finally:
             self._probe.unassign()
 
