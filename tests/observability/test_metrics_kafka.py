@@ -8,14 +8,17 @@ DLQ say, and the read_committed consumer lag is 0.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
 from pipelines.bundles import read_bundle
 from streams.abi import events as ev
+from streams.cli import main
 from streams.client import VoiceClient
 from streams.nodes import synthesize_pcm16
 from streams.observability import LagReader, MetricsServer, ProcessorMetrics
@@ -32,7 +35,7 @@ SESSIONS = 4
 
 
 def test_scraped_counters_agree_with_the_log(
-    kafka_bootstrap: str, unique_prefix: Callable[[], str]
+    kafka_bootstrap: str, unique_prefix: Callable[[], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     prefix = unique_prefix()
     layout = TopicLayout(prefix=prefix, partitions=PARTITIONS)
@@ -121,6 +124,21 @@ def test_scraped_counters_agree_with_the_log(
 
             wait_for(caught_up, 30, "consumer lag to reach 0")
         final = scrape(server.url)
+        capsys.readouterr()
+        top = _top(
+            [
+                "top",
+                "--prefix",
+                prefix,
+                "--metrics",
+                server.url,
+                "--once",
+                "--json",
+                "--bootstrap",
+                kafka_bootstrap,
+            ],
+            capsys,
+        )
     finally:
         server.close()
         lag.close()
@@ -162,3 +180,20 @@ def test_scraped_counters_agree_with_the_log(
     # Low cardinality: no session id in any label value.
     values = {v for (_, labels) in final.samples for _, v in labels}
     assert not any(s.session_id in v for s in sessions for v in values)
+    # rspp top --once --json: the same numbers, from the log and the endpoint.
+    assert top["sessions"] == SESSIONS and top["open_turns"] == 0
+    assert top["turns"] == {"committed": kinds[ev.TurnCommit], "aborted": len(aborts)}
+    assert sum(top["shed"].values()) == sheds and sum(top["dlq"].values()) == len(dlq)
+    assert {(r["topic"], r["lag"]) for r in top["lag"]} == {
+        (layout.lane_topic(lane), 0) for lane in Lane
+    }
+    p95 = top["latency_seconds"]["first audio"]["p95"]
+    assert p95 is not None and 0 < p95 <= 30
+
+
+def _top(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code in (0, None)
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
