@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages RSPP's real voice nodes need: espeak-ng (text-to-speech).
+# Debian packages RSPP's real voice nodes need: espeak-ng (text-to-speech); prometheus
+# for the metrics test that scrapes a processor with a real server.
 # Java 17 and Maven (for the local Kafka broker) are checked, and installed when missing.
 set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 [ ${#need[@]} -eq 0 ] && exit 0
