@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]' && $(BIN)/python -m pip install -q pipelines/examples/custom_sentiment_node
 	@touch $(STAMP)
 
-system-deps: ## Debian packages the voice nodes need (espeak-ng); no-op when present
+system-deps: ## Debian packages the voice nodes and tests need (espeak-ng, prometheus); no-op when present
 	@bash .ci/system-deps.sh
 
 setup: system-deps $(STAMP) ## create the venv and install RSPP with dev tools

@@ -17,12 +17,7 @@ from streams.observability.observer import NO_OBSERVER, Fanout, Observer, Runtim
 if TYPE_CHECKING:
     from streams.observability.lag import LagReader, PartitionLag
     from streams.observability.metrics import MetricsServer, ProcessorMetrics
-    from streams.observability.tracing import (
-        SessionTracer,
-        tracer_provider,
-        tracer_provider_from_env,
-        tracing_requested,
-    )
+    from streams.observability.tracing import SessionTracer, tracer_from_env, tracing_requested
 
 # prometheus-client and the OpenTelemetry SDK load only when metrics or traces are used:
 # the processor imports this package for its no-op default.
@@ -32,8 +27,7 @@ _LAZY = {
     "MetricsServer": "metrics",
     "ProcessorMetrics": "metrics",
     "SessionTracer": "tracing",
-    "tracer_provider": "tracing",
-    "tracer_provider_from_env": "tracing",
+    "tracer_from_env": "tracing",
     "tracing_requested": "tracing",
 }
 
@@ -56,7 +50,6 @@ __all__ = [
     "ProcessorMetrics",
     "RuntimeSample",
     "SessionTracer",
-    "tracer_provider",
-    "tracer_provider_from_env",
+    "tracer_from_env",
     "tracing_requested",
 ]

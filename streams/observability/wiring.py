@@ -9,7 +9,7 @@ from streams.observability.errors import ObservabilityError
 from streams.observability.lag import LagReader
 from streams.observability.metrics import MetricsServer, ProcessorMetrics
 from streams.observability.observer import NO_OBSERVER, Fanout, Observer
-from streams.observability.tracing import SessionTracer, tracer_provider_from_env, tracing_requested
+from streams.observability.tracing import SessionTracer, tracer_from_env, tracing_requested
 from streams.topics import Lane, TopicLayout
 
 __all__ = ["Operations"]
@@ -49,7 +49,7 @@ class Operations:
                 )
                 observers.append(self.metrics)
             if tracing_requested():
-                self.tracer = SessionTracer(tracer_provider_from_env())
+                self.tracer = tracer_from_env()
                 observers.append(self.tracer)
         except ObservabilityError:
             self.close()
@@ -63,4 +63,4 @@ class Operations:
             with contextlib.suppress(Exception):
                 self._lag.close()
         if self.tracer is not None:
-            self.tracer.provider.shutdown()  # flushes the batch exporter
+            self.tracer.shutdown()  # exports what is left

@@ -17,7 +17,7 @@ from pipelines.bundles import read_bundle
 from streams.abi import events as ev
 from streams.client import VoiceClient
 from streams.nodes import synthesize_pcm16
-from streams.observability import SessionTracer, tracer_provider, tracing_requested
+from streams.observability import SessionTracer, tracing_requested
 from streams.runtime.processor import ProcessorConfig
 from streams.testing import ProcessorThread, read_log
 from streams.topics import TopicLayout, apply_topics
@@ -39,13 +39,13 @@ def test_spans_nest_and_carry_the_logs_trace_id(
     prefix = unique_prefix()
     apply_topics(kafka_bootstrap, TopicLayout(prefix=prefix, partitions=PARTITIONS))
     exporter = InMemorySpanExporter()
-    provider = tracer_provider(exporter, batch=False)
+    tracer = SessionTracer(exporter)
     config = ProcessorConfig(
         bootstrap=kafka_bootstrap,
         prefix=prefix,
         bundle=read_bundle(BUNDLE),
         drain_grace_s=10,
-        observer=SessionTracer(provider),
+        observer=tracer,
     )
     speech = synthesize_pcm16("play some music")
     with ProcessorThread(config) as running:
@@ -70,7 +70,7 @@ def test_spans_nest_and_carry_the_logs_trace_id(
         client.flush()
         wait_for(lambda: stats.turns_aborted >= 1, 30, "the cancelled turn to abort")
         wait_for(lambda: len(running.processor.engine.turns) == 0, 30, "no open turn")
-    provider.shutdown()
+    tracer.shutdown()  # the processor's close ended and exported everything; stop the thread
 
     rows = [r.event for r in read_log(kafka_bootstrap, prefix, partitions=PARTITIONS)]
     spans = exporter.get_finished_spans()
