@@ -9,6 +9,7 @@ DLQ say, and the read_committed consumer lag is 0.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from streams.runtime.processor import ProcessorConfig
 from streams.testing import ProcessorThread, check_log, read_dlq, read_log
 from streams.topics import Lane, TopicLayout, apply_topics
 from tests.observability.helpers import BUNDLE, Scrape, scrape
-from tests.runtime.procs import wait_for
+from tests.runtime.procs import REPO, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -180,6 +181,12 @@ def test_scraped_counters_agree_with_the_log(
     # Low cardinality: no session id in any label value.
     values = {v for (_, labels) in final.samples for _, v in labels}
     assert not any(s.session_id in v for s in sessions for v in values)
+    # The Grafana dashboard asks only for series that exist.
+    dashboard = json.loads((REPO / "docs" / "operations" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    asked = {m for e in exprs for m in re.findall(r"\b(rspp_[a-z_]+)", e)}
+    exposed = {name for (name, _) in final.samples}
+    assert asked and asked <= exposed, asked - exposed
     # rspp top --once --json: the same numbers, from the log and the endpoint.
     assert top["sessions"] == SESSIONS and top["open_turns"] == 0
     assert top["turns"] == {"committed": kinds[ev.TurnCommit], "aborted": len(aborts)}

@@ -29,7 +29,7 @@ from streams.runtime.processor import ProcessorConfig
 from streams.testing import ProcessorThread
 from streams.topics import TopicLayout, apply_topics
 from tests.observability.helpers import BUNDLE, scrape
-from tests.runtime.procs import wait_for
+from tests.runtime.procs import REPO, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -120,6 +120,20 @@ def prometheus(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def test_the_shipped_prometheus_config_is_valid() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "Debian's prometheus is missing: run `make system-deps`"
+    config = REPO / "docs" / "operations" / "prometheus.yml"
+    done = subprocess.run(
+        [promtool, "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_prometheus_answers_the_first_audio_p95(
