@@ -144,6 +144,8 @@ class ProcessorMetrics(Observer):
             ev.Admit: lambda e: self.sessions_admitted.inc(),
             ev.Reject: lambda e: self.sessions_rejected.inc(),
         }
+        self._restarts: Callable[[], int] = lambda: 0  # no isolated extensions: none
+        self.registry.register(_RestartCollector(self._restart_count))
         if lag is not None:
             self.registry.register(_LagCollector(lag))
 
@@ -169,9 +171,12 @@ class ProcessorMetrics(Observer):
             self.lane_depth.labels(lane).set(depth)
         self.lane_paused.set(sample.paused_partitions)
 
+    def _restart_count(self) -> int:
+        return self._restarts()  # the source is set later, by track_extension_restarts
+
     def track_extension_restarts(self, restarts: Callable[[], int]) -> None:
         """Export ``restarts()`` (read at scrape time) as ``rspp_extension_restarts_total``."""
-        self.registry.register(_RestartCollector(restarts))
+        self._restarts = restarts
 
     # -- events -----------------------------------------------------------------------
     def _key(self, event: ev.Envelope) -> _TurnKey | None:
