@@ -123,7 +123,11 @@ class ProcessorMetrics(Observer):
             "Lane partitions paused because their queue is full.",
             registry=r,
         )
-        self.sessions = Gauge("rspp_sessions_open", "Sessions held by this processor.", registry=r)
+        self.sessions = Gauge(
+            "rspp_sessions",
+            "Sessions in this processor's state (open, and closed ones kept for a reopen).",
+            registry=r,
+        )
         self.open_turns = Gauge("rspp_turns_open", "Turns in flight.", registry=r)
         self._abort_reasons = LabelSet()
         self._dlq_reasons = LabelSet()

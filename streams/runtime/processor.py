@@ -576,7 +576,7 @@ class Processor:
 
     def _sample(self) -> RuntimeSample:
         return RuntimeSample(
-            sessions=sum(1 for s in self.engine.sessions.values() if not s.closed),
+            sessions=len(self.engine.sessions),
             open_turns=len(self.engine.turns),
             lane_depth={lane.value: self.ingress.scheduler.depth(lane) for lane in Lane},
             paused_partitions=len(self.ingress.paused()),
