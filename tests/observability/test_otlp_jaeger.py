@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
 
 from streams.abi import events as ev
-from streams.observability import SessionTracer
+from streams.observability import tracer_from_env, tracing_requested
 from tests.runtime.procs import REPO, wait_for
 
 
@@ -128,12 +126,16 @@ def _turn_events(trace_id: str) -> list[ev.Envelope]:
     ]
 
 
-def test_spans_reach_jaeger_over_otlp(jaeger: tuple[str, str]) -> None:
+def test_spans_reach_jaeger_over_otlp(
+    jaeger: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     otlp_url, query = jaeger
     service = f"rspp-test-{uuid.uuid4().hex[:6]}"
-    tracer = SessionTracer(
-        OTLPSpanExporter(endpoint=otlp_url), resource=Resource.create({"service.name": service})
-    )
+    # Configured as an operator does, by the standard variables (what rspp run reads).
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_url.removesuffix("/v1/traces"))
+    monkeypatch.setenv("OTEL_SERVICE_NAME", service)
+    assert tracing_requested()
+    tracer = tracer_from_env()
     trace_id = uuid.uuid4().hex
     assert tracer.trace_id("acme", "call-1", trace_id) == trace_id
     for event in _turn_events(trace_id):
@@ -149,6 +151,8 @@ def test_spans_reach_jaeger_over_otlp(jaeger: tuple[str, str]) -> None:
         return len(found) == 4
 
     wait_for(stored, 30, "the trace in jaeger")
+    status, body = _get(f"{query}/api/services")
+    assert status == 200 and service in json.loads(body)["data"]
     by_name = {s["operationName"]: s for s in found}
     assert set(by_name) == {"session", "turn", "node stt", "node respond"}
     assert {s["traceID"] for s in found} == {trace_id}
