@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # CI passes --fresh: a clean clone gets a broker with no topics left from earlier runs.
 BROKER_UP_ARGS ?=
 
-.PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench fuzz soak livekit clean
+.PHONY: help setup system-deps broker-up broker-down lint typecheck unit test demo bench fuzz soak livekit jaeger clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]' && $(BIN)/python -m pip install -q pipelines/examples/custom_sentiment_node
 	@touch $(STAMP)
 
-system-deps: ## Debian packages the voice nodes need (espeak-ng); no-op when present
+system-deps: ## Debian packages the voice nodes and tests need (espeak-ng, prometheus); no-op when present
 	@bash .ci/system-deps.sh
 
 setup: system-deps $(STAMP) ## create the venv and install RSPP with dev tools
@@ -44,6 +44,9 @@ broker-down: ## stop the local Kafka broker
 livekit: ## build livekit-server 1.8.4 once (Go; for the LiveKit bridge test)
 	@bash .ci/livekit.sh >/dev/null
 
+jaeger: ## build Jaeger all-in-one 1.75.0 once (Go; the OTLP receiver of the trace export test)
+	@bash .ci/jaeger.sh >/dev/null
+
 lint: setup ## ruff
 	$(BIN)/ruff check streams pipelines replay tests bench
 
@@ -53,7 +56,7 @@ typecheck: setup ## mypy --strict on the three packages
 unit: setup ## fast tests, no broker
 	$(BIN)/pytest -m "not kafka" -q $(PYTEST_ARGS)
 
-test: setup lint typecheck broker-up livekit ## everything CI runs: lint, types, all tests on a real broker
+test: setup lint typecheck broker-up livekit jaeger ## everything CI runs: lint, types, all tests on a real broker
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: setup ## the main job end to end on a local broker

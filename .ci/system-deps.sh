@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages RSPP's real voice nodes need: espeak-ng (text-to-speech), and
-# bubblewrap (bwrap), the sandbox untrusted extension nodes run in.
+# Debian packages RSPP needs: espeak-ng (text-to-speech for the voice nodes), bubblewrap
+# (bwrap, the sandbox untrusted extension nodes run in) and prometheus (the metrics test
+# scrapes a processor with a real server).
 # Java 17 and Maven (for the local Kafka broker) are checked, and installed when missing.
 set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "voice": "bench.voice_bench",
     "audit": "bench.audit_bench",
     "runtime": "bench.runtime_bench",
+    "observability": "bench.observability_bench",
 }
 
 

@@ -115,7 +115,8 @@ def _fill(bootstrap: str, topics: list[str], *, sessions: int, per_session: int)
     return sessions * per_session
 
 
-def _rspp_rate(bootstrap: str, prefix: str, bundle: Path, total: int, *, transactional: bool) -> dict[str, Any]:
+def _rspp_rate(bootstrap: str, prefix: str, bundle: Path, total: int, *, transactional: bool,
+               observer: Any = None) -> dict[str, Any]:
     """Ingress events/s through a processor: first event in -> last turn committed.
 
     The processor runs on this thread's event loop and a task of the same loop watches
@@ -125,10 +126,12 @@ def _rspp_rate(bootstrap: str, prefix: str, bundle: Path, total: int, *, transac
     import asyncio
 
     from pipelines.bundles import read_bundle
+    from streams.observability import NO_OBSERVER
     from streams.runtime.processor import Processor, ProcessorConfig
 
     processor = Processor(ProcessorConfig(bootstrap=bootstrap, prefix=prefix, bundle=read_bundle(bundle),
-                                          transactional=transactional, drain_grace_s=5))
+                                          transactional=transactional, drain_grace_s=5,
+                                          observer=observer or NO_OBSERVER))
     span: dict[str, float] = {}
 
     async def main() -> None:

@@ -123,6 +123,8 @@ class VoiceSession:
     _seq: int = 0
     _chunk_seq: int = 0
     _utterance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # One W3C trace per call: the processor's session, turn and node spans join the log on it.
+    trace_id: str | None = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def sent(self) -> int:
@@ -135,7 +137,7 @@ class VoiceSession:
             tenant_id=self.client.tenant_id,
             session_id=self.session_id,
             seq=self._seq,
-            correlation=Correlation(correlation_id=self._utterance),
+            correlation=Correlation(correlation_id=self._utterance, trace_id=self.trace_id),
         )
         self._seq += 1
         self.client.publish(event)

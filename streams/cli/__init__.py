@@ -36,12 +36,13 @@ app = typer.Typer(
 
 @functools.cache
 def _register() -> None:
-    from streams.cli import broker_cmd, demo_cmd, run_cmd, topics_cmd
+    from streams.cli import broker_cmd, demo_cmd, run_cmd, top_cmd, topics_cmd
 
     app.add_typer(broker_cmd.app, name="broker")
     app.add_typer(topics_cmd.app, name="topics")
     demo_cmd.register(app)
     run_cmd.register(app)
+    top_cmd.register(app)
     from pipelines.cli import register as _reg_pipelines
 
     _reg_pipelines(app)

@@ -142,6 +142,20 @@ def run(
             "names another tenant is dead-lettered. Without it the lanes P.<lane> are shared.",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on this port (/metrics; 0: any free port). Off by "
+            "default. Traces follow the standard OTEL_* variables (e.g. "
+            "OTEL_EXPORTER_OTLP_ENDPOINT).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics endpoint binds.")
+    ] = "0.0.0.0",
     bootstrap: BootstrapOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -172,8 +186,17 @@ def run(
     if apply:
         apply_topics(address, layout)
     from streams.extensions import ExtensionRegistry
+    from streams.observability.wiring import Operations
 
     extensions = ExtensionRegistry.from_directory()
+    ops = Operations(
+        bootstrap=address,
+        prefix=prefix,
+        group=group or f"rspp-{prefix}",
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        extension_restarts=lambda: extensions.restarts,
+    )
     config = ProcessorConfig(
         bootstrap=address,
         prefix=prefix,
@@ -190,6 +213,7 @@ def run(
         # Built-ins plus the extensions of pipelines/extensions/, pinned by the bundle's digests;
         # external ones run isolated in worker pools. A refused extension fails its turns, not us.
         registry=extensions.node_registry(bundle=loaded),
+        observer=ops.observer,
     )
     # One holder name for every restart: the same transactional id fences and aborts
     # whatever a previous incarnation left open.
@@ -199,10 +223,14 @@ def run(
             f"rspp run: prefix [bold]{prefix}[/] bundle {loaded.bundle_id} group {config.group} "
             f"holder {config.processor_id} @ {address}"
         )
+    if ops.server is not None:
+        # Said even with --json (stderr): a scraper needs the port when it was 0.
+        err_console.print(f"rspp run: metrics on {ops.server.url}")
     started = time.monotonic()
     try:
         processor, totals = asyncio.run(_supervise(config))
     finally:
+        ops.close()
         extensions.close()
     stats = totals.stats
     summary = {

@@ -332,6 +332,11 @@ class ExtensionRegistry:
         self.install(registry, bundle=bundle, strict=strict)
         return registry
 
+    @property
+    def restarts(self) -> int:
+        """Worker processes restarted so far, over every external node's pools."""
+        return sum(pool.restarts for kind in list(self._kinds) for pool in list(kind.pools.values()))
+
     def close(self) -> None:
         """Kill every worker process this registry started."""
         for kind in self._kinds:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.config import kafka_settings
+from streams.observability.observer import NO_OBSERVER, Observer
 from streams.runtime.errors import FencedError, ProcessorError
 from streams.topics import OUTPUT_MAX_RECORD_BYTES
 
@@ -107,6 +108,7 @@ class EgressConfig:
     # False: an idempotent producer, no transactions (at-least-once). Only for measuring
     # what transactions cost (bench/runtime_bench.py); ``rspp run`` always uses them.
     transactional: bool = True
+    observer: Observer = NO_OBSERVER  # told of every commit (with its duration) and abort
 
 
 @dataclass(slots=True)
@@ -211,6 +213,7 @@ class TransactionalEgress:
             self._producer.flush(30)
             self.stats.transactions += 1
             self.stats.commit_ms_total += (time.perf_counter() - started) * 1000.0
+            self.config.observer.transaction(committed=True, seconds=time.perf_counter() - started)
             self._in_txn = False
             self._pending = 0
             return
@@ -232,6 +235,7 @@ class TransactionalEgress:
         self._call(lambda: self._producer.commit_transaction(self.config.call_timeout_s))
         self.stats.transactions += 1
         self.stats.commit_ms_total += (time.perf_counter() - started) * 1000.0
+        self.config.observer.transaction(committed=True, seconds=time.perf_counter() - started)
         self._in_txn = False
         self._pending = 0
 
@@ -244,6 +248,7 @@ class TransactionalEgress:
         except KafkaException as exc:
             _log.warning("abort_transaction failed: %s", exc)
         self.stats.aborted += 1
+        self.config.observer.transaction(committed=False, seconds=0.0)
         self._in_txn = False
         self._pending = 0
 

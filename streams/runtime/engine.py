@@ -17,6 +17,7 @@ from uuid import uuid4
 from pipelines.models.resolved import PipelineBundle
 from streams.abi import events as ev
 from streams.nodes import AudioFrame, Report, TranscriptText
+from streams.observability.observer import NO_OBSERVER, Observer
 from streams.runtime.cancelling import apply_cancel
 from streams.runtime.graphs import GraphCache
 from streams.runtime.held import HeldUtterances, overflow_rule
@@ -45,8 +46,10 @@ class TurnEngine:
         prefix: str,
         session_gate: object = None,
         load_bundle: Callable[[str], PipelineBundle] | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.writer = writer
+        self.observer = observer
         self.bundle = bundle
         self.graphs = graphs
         self.processor_id = processor_id
@@ -360,7 +363,9 @@ class TurnEngine:
             plan_hash=plan.plan_hash,
             bundle_id=planner.bundle.bundle_id,
             correlation_id=event.correlation.correlation_id,
-            trace_id=event.correlation.trace_id,
+            trace_id=self.observer.trace_id(
+                session.tenant_id, session.session_id, event.correlation.trace_id
+            ),
         )
         state = TurnState(
             turn_id=turn_id,

@@ -45,6 +45,7 @@ from streams.lanes import (
     ShedDecision,
 )
 from streams.nodes import NodeRegistry, default_registry
+from streams.observability.observer import NO_OBSERVER, Observer, RuntimeSample
 from streams.runtime.closing import CloseBarrier, HeldClose, HeldCloses
 from streams.runtime.egress import EgressConfig, TransactionalEgress, quiet_kafka_logger
 from streams.runtime.engine import TurnEngine
@@ -104,6 +105,8 @@ class ProcessorConfig:
     transaction_timeout_ms: int = 10_000
     # How long a SESSION_CLOSE waits for the data the service sent before it (closing.py).
     close_barrier: CloseBarrier = field(default_factory=CloseBarrier)
+    # Metrics and traces (streams.observability); the default does nothing and costs nothing.
+    observer: Observer = NO_OBSERVER
 
     @property
     def group(self) -> str:
@@ -183,13 +186,18 @@ class Processor:
                 commit_interval_ms=config.commit_interval_ms,
                 transaction_timeout_ms=config.transaction_timeout_ms,
                 transactional=config.transactional,
+                observer=config.observer,
             )
         )
         # The writer's frames wrap ingress frames (dead letters, recorded inputs): its limit is
         # the output topics' record limit, less room for key and headers.
         out_codec = self.codec.with_limit(OUTPUT_MAX_RECORD_BYTES - (64 << 10))
         self.writer = EventWriter(
-            layout=self.layout, codec=out_codec, egress=self.egress, leases=self.leases
+            layout=self.layout,
+            codec=out_codec,
+            egress=self.egress,
+            leases=self.leases,
+            observer=config.observer,
         )
         self.engine = TurnEngine(
             writer=self.writer,
@@ -199,6 +207,7 @@ class Processor:
             prefix=config.prefix,
             session_gate=config.session_gate,
             load_bundle=store.get_bundle,
+            observer=config.observer,
         )
         self.engine.prewarm()
         # Everything loaded so far (bundle models, node models, codecs) lives as long as the
@@ -306,6 +315,8 @@ class Processor:
 
     def _close(self) -> None:
         with contextlib.suppress(Exception):
+            self.config.observer.close()
+        with contextlib.suppress(Exception):
             self.ingress.close()
         with contextlib.suppress(Exception):
             self.egress.close()
@@ -313,7 +324,9 @@ class Processor:
     # -- records -----------------------------------------------------------------
     def _handle(self, record: LaneRecord) -> None:
         """Apply ``record`` or dead-letter it: every dispatched record gets one outcome."""
-        self._control_pending |= record.lane is Lane.CONTROL
+        if record.lane is Lane.CONTROL:
+            self._control_pending = True
+            self.config.observer.control_dispatched(record.timestamp_ms)
         self.records_handled += 1
         tenant = self._topic_tenant(record.topic)
         event, reason = self._admit(record, tenant)
@@ -579,9 +592,19 @@ class Processor:
             self._control_pending = False
             if not self.egress.transactional and offsets:
                 self.ingress.commit(offsets)
+            if self.config.observer.enabled:
+                self.config.observer.sample(self._sample())
         except FencedError as exc:
             self._fenced = exc
             raise
+
+    def _sample(self) -> RuntimeSample:
+        return RuntimeSample(
+            sessions=len(self.engine.sessions),
+            open_turns=len(self.engine.turns),
+            lane_depth={lane.value: self.ingress.scheduler.depth(lane) for lane in Lane},
+            paused_partitions=len(self.ingress.paused()),
+        )
 
     def _guard(self, fn: Callable[[], object]) -> object:
         try:

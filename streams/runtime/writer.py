@@ -23,6 +23,7 @@ from streams.abi.events import (
     Payload,
 )
 from streams.lanes import RejectedRecord
+from streams.observability.observer import NO_OBSERVER, Observer
 from streams.runtime.egress import RecordSink
 from streams.runtime.leases import Lease, LeaseBook, lease_key
 from streams.runtime.sessions import SessionKey, SessionSnapshot, SessionState
@@ -59,8 +60,10 @@ class EventWriter:
         codec: EventCodec,
         egress: RecordSink,
         leases: LeaseBook,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.layout = layout
+        self.observer = observer  # metrics and traces are derived from what is appended
         self.codec = codec
         self.egress = egress
         self.leases = leases
@@ -109,6 +112,7 @@ class EventWriter:
         )
         session.epoch = epoch
         self._append(self.layout.log, session.partition, session.session_id, event)
+        self.observer.logged(event)
         return event
 
     def lease(self, lease: Lease) -> Envelope:
@@ -136,6 +140,7 @@ class EventWriter:
             headers=headers,
         )
         self.appended += 2
+        self.observer.logged(event)
         return event
 
     def snapshot(self, session: SessionState, *, pending: Iterable[Envelope] = ()) -> None:
@@ -203,6 +208,7 @@ class EventWriter:
             headers=[*headers, ("rspp_dlq_reason", rejected.reason.encode())],
         )
         self.appended += 1
+        self.observer.logged(event)
 
     def dead_letter_event(self, event: Envelope, *, reason: str, partition: int) -> None:
         """DLQ an already-decoded ingress event (re-encoded: its original offset was committed)."""

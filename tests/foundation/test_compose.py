@@ -23,7 +23,7 @@ def _compose_client() -> list[str] | None:
 def test_compose_file_is_valid_and_complete() -> None:
     doc = yaml.safe_load(COMPOSE.read_text())
     services = doc["services"]
-    assert set(services) == {"kafka", "processor", "demo-producer"}
+    assert set(services) == {"kafka", "processor", "demo-producer", "prometheus"}
     kafka = services["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert services["kafka"]["image"].startswith("apache/kafka:")
@@ -33,6 +33,11 @@ def test_compose_file_is_valid_and_complete() -> None:
     assert Path(COMPOSE.parent, "pipelines/examples/simple_livekit_voice_v1/bundle.json").is_file()
     assert services["processor"]["environment"]["RSPP_BOOTSTRAP"] == "kafka:19092"
     assert "INTERNAL://kafka:19092" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    # Prometheus scrapes the processor's --metrics-port with the shipped config.
+    assert "--metrics-port 9464" in run
+    config_mount = services["prometheus"]["volumes"][0].split(":")[0]
+    scrape = yaml.safe_load(Path(COMPOSE.parent, config_mount).read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["processor:9464"]
     client = _compose_client()
     if client is not None:  # where a Compose client exists, it must accept the file too
         proc = subprocess.run([*client, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, check=False)
