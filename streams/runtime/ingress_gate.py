@@ -19,10 +19,16 @@ from pydantic import BaseModel
 
 from pipelines.models.plan import MAX_ID_LENGTH, SessionSnapshot, TurnOpenRequest
 from streams.abi import events as ev
+from streams.abi.codec import EventCodec
+from streams.abi.errors import CodecError
+from streams.lanes import LaneRecord
 from streams.nodes.items import AUDIO_CHANNELS, AUDIO_CODECS, AUDIO_SAMPLE_RATES_HZ
+from streams.runtime.ingress_skew import IngressSkewGate
+from streams.runtime.leases import LeaseBook
 from streams.runtime.sessions import micros
+from streams.topics import TopicLayout
 
-__all__ = ["PRODUCER_EVENT_TYPES", "check_ingress"]
+__all__ = ["PRODUCER_EVENT_TYPES", "Admission", "IngressGate", "check_ingress"]
 
 # Event types a voice service may send, per lane (everything else is the processor's own).
 PRODUCER_EVENT_TYPES: dict[ev.Lane, frozenset[ev.EventType]] = {
@@ -123,3 +129,68 @@ def _payload_problem(payload: ev.Payload) -> str | None:
     elif isinstance(payload, ev.Telemetry) and not math.isfinite(payload.value):
         return f"telemetry value {payload.value} is not finite"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the gate made of one lane record: the event (when it decoded), the reason it must
+    be dead-lettered (None: it may be applied), and the tenant and session its dead letter is
+    filed under (the topic's tenant, else the body's; never a header's tenant)."""
+
+    event: ev.Envelope | None
+    reason: str | None
+    tenant: str | None
+    session: str | None
+
+
+class IngressGate:
+    """Decodes a lane record and checks it: the one gate between producers and the engine."""
+
+    def __init__(
+        self,
+        *,
+        codec: EventCodec,
+        layout: TopicLayout,
+        leases: LeaseBook,
+        skew: IngressSkewGate | None = None,
+    ) -> None:
+        self.codec = codec
+        self.layout = layout
+        self.leases = leases
+        self.skew = skew
+
+    def admit(self, record: LaneRecord) -> Admission:
+        tenant = self.layout.tenant_of(record.topic)  # None: single-tenant, the body names it
+        event, reason = self._check(record, tenant)
+        if event is None:
+            return Admission(None, reason, tenant, record.session or None)
+        return Admission(event, reason, tenant or event.tenant_id, event.session_id)
+
+    def _check(self, record: LaneRecord, tenant: str | None) -> tuple[ev.Envelope | None, str | None]:
+        if record.value is None:
+            return None, "empty record value"
+        if self.skew is not None:
+            outside = self.skew.check(record.value)
+            if outside is not None:
+                return None, outside
+        try:
+            event = self.codec.decode(record.value)
+        except CodecError as exc:
+            return None, f"{exc.reason}: {exc}"
+        if tenant is not None and event.tenant_id != tenant:
+            return event, f"tenant_id {event.tenant_id[:64]!r} arrived on tenant {tenant!r}'s topic"
+        problem = check_ingress(event, lane=ev.Lane(record.lane.value))
+        if problem is None:
+            problem = self._epoch_problem(record.partition, event.lease_epoch)
+        return event, problem
+
+    def _epoch_problem(self, partition: int, epoch: int) -> str | None:
+        current = self.leases.epoch(partition) if partition in self.leases.partitions else 0
+        if self.leases.is_stale(partition, epoch):
+            return f"stale lease epoch {epoch} (partition {partition} is at epoch {current})"
+        if self.leases.is_ahead(partition, epoch):
+            return (
+                f"lease epoch {epoch} is ahead of partition {partition}'s epoch {current} "
+                "(only the processor grants epochs)"
+            )
+        return None

@@ -27,9 +27,7 @@ from confluent_kafka import KafkaException
 from pipelines.models.compat import VersionSkewPolicy
 from pipelines.models.resolved import PipelineBundle
 from pipelines.store import ArtifactStore, default_store_root
-from streams.abi import events as ev
 from streams.abi.codec import EventCodec
-from streams.abi.errors import CodecError
 from streams.abi.events import Envelope, LeaseGranted, SessionClose
 from streams.abi.registry import SchemaRegistry
 from streams.abi.version import ABI_VERSION
@@ -52,7 +50,7 @@ from streams.runtime.engine import TurnEngine
 from streams.runtime.errors import FencedError, LifecycleError, ProcessorError
 from streams.runtime.graphs import GraphCache
 from streams.runtime.held import shed_policy
-from streams.runtime.ingress_gate import check_ingress
+from streams.runtime.ingress_gate import IngressGate
 from streams.runtime.ingress_skew import IngressSkewGate
 from streams.runtime.leases import LeaseBook, read_latest_epochs
 from streams.runtime.sessions import SessionKey, SessionState, micros, read_session_snapshots
@@ -167,8 +165,12 @@ class Processor:
             max_frame_bytes=config.max_frame_bytes,
             source=f"urn:rspp:processor:{self.holder}",
         )
-        self.skew_gate = (
-            None
+        self.leases = LeaseBook(self.holder)
+        self.gate = IngressGate(
+            codec=self.codec,
+            layout=self.layout,
+            leases=self.leases,
+            skew=None
             if config.skew_policy is None
             else IngressSkewGate(
                 policy=config.skew_policy,
@@ -176,9 +178,8 @@ class Processor:
                 subject=self.codec.subject,
                 runtime_abi=ABI_VERSION,
                 own_schema_id=self.codec.schema_id,
-            )
+            ),
         )
-        self.leases = LeaseBook(self.holder)
         self.egress = TransactionalEgress(
             EgressConfig(
                 bootstrap=config.bootstrap,
@@ -328,52 +329,14 @@ class Processor:
             self._control_pending = True
             self.config.observer.control_dispatched(record.timestamp_ms)
         self.records_handled += 1
-        tenant = self._topic_tenant(record.topic)
-        event, reason = self._admit(record, tenant)
-        if event is not None and reason is None:
-            reason = self._apply(record, event)
+        admitted = self.gate.admit(record)
+        reason = admitted.reason
+        if admitted.event is not None and reason is None:
+            reason = self._apply(record, admitted.event)
         if reason is not None:
             self._on_rejected(
-                _rejected(record, reason),
-                tenant=tenant or (event.tenant_id if event is not None else None),
-                session=event.session_id if event is not None else (record.session or None),
+                _rejected(record, reason), tenant=admitted.tenant, session=admitted.session
             )
-
-    def _topic_tenant(self, topic: str) -> str | None:
-        """The tenant a lane topic belongs to (None: single-tenant, the body names it)."""
-        return self.layout.tenant_of(topic)
-
-    def _admit(self, record: LaneRecord, tenant: str | None) -> tuple[Envelope | None, str | None]:
-        """Decode ``record`` and check it at the ingress gate: (event, None) when it may reach
-        the engine, else the reason (and the event, when it decoded)."""
-        if record.value is None:
-            return None, "empty record value"
-        if self.skew_gate is not None:
-            outside = self.skew_gate.check(record.value)
-            if outside is not None:
-                return None, outside
-        try:
-            event = self.codec.decode(record.value)
-        except CodecError as exc:
-            return None, f"{exc.reason}: {exc}"
-        if tenant is not None and event.tenant_id != tenant:
-            return event, f"tenant_id {event.tenant_id[:64]!r} arrived on tenant {tenant!r}'s topic"
-        problem = check_ingress(event, lane=ev.Lane(record.lane.value))
-        if problem is not None:
-            return event, problem
-        if self.leases.is_stale(record.partition, event.lease_epoch):
-            current = self.leases.epoch(record.partition)
-            return (
-                event,
-                f"stale lease epoch {event.lease_epoch} (partition {record.partition} is at epoch {current})",
-            )
-        if self.leases.is_ahead(record.partition, event.lease_epoch):
-            current = self.leases.epoch(record.partition)
-            return (
-                event,
-                f"lease epoch {event.lease_epoch} is ahead of partition {record.partition}'s epoch {current} (only the processor grants epochs)",
-            )
-        return event, None
 
     def _apply(self, record: LaneRecord, event: Envelope) -> str | None:
         key = SessionKey.of(event)
@@ -502,7 +465,7 @@ class Processor:
                         headers=(),
                         timestamp_ms=0,
                     ),
-                    tenant=self._topic_tenant(pos.topic),
+                    tenant=self.layout.tenant_of(pos.topic),
                     session=decision.session or None,
                 )
 
