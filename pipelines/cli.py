@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -203,6 +204,8 @@ def bundle_build(
     The digest is sha256 of the canonical JSON (sorted keys) of the bundle without its digest,
     so it is the same on every machine. Re-publishing name@version with other content fails.
     """
+    if out is not None:
+        _check_bundle_target(out)
     artifacts, inp = _compile_inputs(spec, profile, policy, module_dir, extension)
     try:
         bundle = build_bundle(BundleInput(**{**_fields(inp), "name": name, "version": version,
@@ -221,6 +224,23 @@ def bundle_build(
         return
     console.print(f"built {bundle.ref} {bundle.digest}")
     console.print(f"stored in {target.root}" + (f", written to {out}" if out else ""))
+
+
+def _check_bundle_target(out: Path) -> None:
+    """``--out`` may create a file or replace a bundle file, never overwrite anything else."""
+    if out.is_dir():
+        raise _fail([f"{out}: --out is a directory; name the bundle file to write"])
+    if not out.exists():
+        return
+    try:
+        with out.open("rb") as fh:
+            existing = orjson.loads(fh.read(16 << 20))
+    except OSError as exc:
+        raise _fail([f"{out}: cannot read the existing file ({exc.strerror})"]) from None
+    except orjson.JSONDecodeError:
+        existing = None
+    if not isinstance(existing, dict) or existing.get("kind") != "PipelineBundle":
+        raise _fail([f"{out}: exists and is not a bundle file; refusing to overwrite it"])
 
 
 def _fields(inp: BundleInput) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -81,8 +82,11 @@ class ArtifactStore:
         # would litter it: a store is a directory holding them, or an empty or new one.
         if self.root.exists() and not self.root.is_dir():
             raise NotFoundError(f"store {self.root}: not a directory")
-        marked = (self.root / "refs").is_dir() or (self.root / "objects").is_dir()
-        if self.root.is_dir() and not marked and any(self.root.iterdir()):
+        if not self.root.is_dir():
+            return
+        # One listing decides (a concurrent publisher may create objects/ meanwhile).
+        names = {entry.name for entry in self.root.iterdir()}
+        if names and not names & {"refs", "objects"}:
             raise NotFoundError(f"store {self.root}: a non-empty directory that is not an artifact store")
 
     # -- writing ---------------------------------------------------------------------------
@@ -118,7 +122,7 @@ class ArtifactStore:
         """Point name@version at ``digest`` unless a ref exists; the first digest wins."""
         path = self._ref_path(artifact.kind, artifact.metadata.name, artifact.metadata.version)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = _scratch_name(path)
         tmp.write_bytes(digest.encode() + b"\n")
         try:
             os.link(tmp, path)  # atomic and exclusive: never replaces an existing ref
@@ -234,9 +238,15 @@ class ArtifactStore:
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = _scratch_name(path)
         tmp.write_bytes(data)
         tmp.replace(path)
+
+
+def _scratch_name(path: Path) -> Path:
+    """A temporary name beside ``path`` that no other writer uses: not just the pid, since
+    threads of one process publish concurrently too."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
 
 
 def _kind_of(model: type[ArtifactBase]) -> str:

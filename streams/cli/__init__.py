@@ -8,6 +8,7 @@ for replay and audit). Every error that ends a command is printed as one line
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -74,11 +75,23 @@ def _root_errors() -> tuple[type[BaseException], ...]:
     return (StreamsError, PipelinesError, ReplayError)
 
 
+def _escape_unencodable_output() -> None:
+    """Paths and ids from the command line may hold bytes that are not UTF-8 (surrogates):
+    echoing one must print it escaped, not raise while the report is written (rich would
+    then keep the unwritable text buffered and fail every later print of the process)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Whatever ends a command (usage, a package's root error,
     a file, the broker, a bug) ends it in one ``rspp: error:`` line: see
     :func:`streams.cli.output.error_line`; ``RSPP_DEBUG=1`` re-raises unexpected ones."""
     _register()
+    _escape_unencodable_output()
     try:
         code = app(args=argv, prog_name="rspp", standalone_mode=False)
     except click.NoArgsIsHelpError:

@@ -62,11 +62,12 @@ SAFE = {
 # most one line on stderr, but may succeed. Session and tenant ids are opaque strings (only
 # empty is refused); `ext` and `compat` belong to their own packages' checks.
 ACCEPTS_ANY = {
-    ("rollout", "resolve"): {"session", "tenant"},
+    ("rollout", "resolve"): {"session", "tenant", "pins"},  # a new pins file is created
+    ("keys", "generate"): {"out"},  # a key pair may go into any directory it can make
     ("ext", "list"): {"directory"},
     ("ext", "verify"): {"directory"},
     ("compat", "check"): {"target", "against", "mode", "subject", "junit"},
-    ("bundle", "build"): {"description", "store"},  # a new store directory is fine
+    ("bundle", "build"): {"description", "store", "out"},  # a new store or bundle file is fine
 }
 
 
@@ -157,6 +158,9 @@ CASES = list(_cases())
 def hostile_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RSPP_HOME", str(tmp_path / "home"))
+    # The session's bundle store is shared by every test: a hostile build must not claim a
+    # name@version in it (the store keeps the first digest of each for good).
+    monkeypatch.setenv("RSPP_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("RSPP_BOOTSTRAP", UNREACHABLE)
     monkeypatch.setenv("RSPP_CONNECT_TIMEOUT_S", "0.3")
     monkeypatch.setenv("RSPP_BROKER_PORT", "1")

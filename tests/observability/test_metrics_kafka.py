@@ -18,13 +18,14 @@ import pytest
 from confluent_kafka import Producer
 
 from pipelines.bundles import read_bundle
+from replay.logcheck import check_log
 from streams.abi import events as ev
 from streams.cli import main
 from streams.client import VoiceClient
 from streams.nodes import synthesize_pcm16
 from streams.observability import LagReader, MetricsServer, ProcessorMetrics
 from streams.runtime.processor import ProcessorConfig
-from streams.testing import ProcessorThread, check_log, read_dlq, read_log
+from streams.testing import ProcessorThread, read_dlq, read_log
 from streams.topics import Lane, TopicLayout, apply_topics
 from tests.observability.helpers import BUNDLE, Scrape, scrape
 from tests.runtime.procs import REPO, wait_for
