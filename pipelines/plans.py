@@ -48,6 +48,7 @@ from pipelines.models.plan import (
     SessionSnapshot,
     TurnOpenRequest,
 )
+from pipelines.models.spec import DegradeAction
 from pipelines.models.resolved import (
     PipelineBundle,
     ResolvedEdge,
@@ -216,7 +217,7 @@ def _insert_node(ins: ResolvedInsert) -> ResolvedNode:
         timeout_ms=Sourced[int](value=ins.timeout_ms, source=ins.source),
         retries=Sourced[int](value=0, source=ins.source),
         providers=Sourced[tuple[str, ...]](value=tuple(ins.providers), source=ins.source),
-        degrade=Sourced[str](value="skip", source=ins.source),
+        degrade=Sourced[DegradeAction](value="skip", source=ins.source),
         degrade_reply=Sourced[str | None](value=None, source=ins.source),
     )
 
@@ -458,7 +459,7 @@ class TurnPlanResolver:
                 )
             if not live or node.id in degraded:
                 node = node.model_copy(
-                    update={"degrade": Sourced[str](value=node.degrade.value, source=_DECISION)}
+                    update={"degrade": Sourced[DegradeAction](value=node.degrade.value, source=_DECISION)}
                 )
             plan_nodes.append(node)
         edges = list(rs.edges)

@@ -62,7 +62,7 @@ def replay_many(source: LogSource, *, resimulate: bool = False,
         index.add(candidate)
     resim = None
     if resimulate or candidate is not None:
-        resim = Resimulator(deterministic_types=rules.deterministic_node_types, registry=registry)
+        resim = Resimulator(registry=registry)
     engine = Engine(rules=rules, plans=PlanChecker(bundles=index, candidate=candidate), resim=resim,
                     check_sequence=not getattr(source, "windowed", False))
     records = iter(source)

@@ -41,11 +41,10 @@ def _getter(path: str) -> Getter:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvidenceRules:
-    """What replay needs from the artifact: L0 fields per event type, deterministic node types."""
+    """What replay needs from the artifact: L0 fields per event type."""
 
     artifact: ReplayEvidenceManifest
     l0: dict[EventType, tuple[tuple[str, Getter], ...]]
-    deterministic_node_types: frozenset[str]
 
     def missing(self, event_type: EventType, env: Any) -> list[str]:
         """Names of L0 fields of ``env`` that are absent or empty."""
@@ -74,6 +73,4 @@ def load_rules(path: Path = DEFAULT_ARTIFACT) -> EvidenceRules:
         except ValueError:
             raise ReplayError(f"{path}: required_fields names unknown event {req.event!r}") from None
         l0[event_type] = l0.get(event_type, ()) + tuple((f, _getter(f)) for f in req.fields)
-    types = frozenset(t for m in manifest.modes if m.name == "resimulate"
-                      for t in m.deterministic_node_types)
-    return EvidenceRules(artifact=manifest, l0=l0, deterministic_node_types=types)
+    return EvidenceRules(artifact=manifest, l0=l0)

@@ -39,7 +39,6 @@ class EvidenceRequirement(Model):
 class ReplayMode(Model):
     name: Literal["verify", "resimulate"]
     checks: Seq[ReplayCheck] = Field(min_length=1)
-    deterministic_node_types: Seq[str] = ()
 
 
 class Tolerance(Model):
