@@ -48,7 +48,6 @@ from pipelines.models.plan import (
     SessionSnapshot,
     TurnOpenRequest,
 )
-from pipelines.models.spec import DegradeAction
 from pipelines.models.resolved import (
     PipelineBundle,
     ResolvedEdge,
@@ -56,6 +55,7 @@ from pipelines.models.resolved import (
     ResolvedNode,
     Sourced,
 )
+from pipelines.models.spec import DegradeAction
 
 __all__ = ["PLAN_VERSION", "FrozenTurnPlan", "TurnPlanResolver", "plan_from_json", "plan_hash"]
 

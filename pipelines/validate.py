@@ -28,7 +28,6 @@ from pipelines.models import (
     GraphModule,
     PipelineBundle,
     PipelineSpec,
-    ReplayEvidenceManifest,
     RolloutManifest,
     TransportBinding,
     VersionSkewPolicy,

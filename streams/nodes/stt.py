@@ -25,7 +25,6 @@ from pocketsphinx import Config, Decoder
 from pydantic import model_validator
 
 from pipelines.models.base import Model, Seq
-
 from streams.nodes.errors import BadInputError, NodeConfigError
 from streams.nodes.items import AudioFrame, Item, TranscriptText
 from streams.nodes.kind import builtin

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
+
 from pydantic import Field
 
 from pipelines.models.base import Model, Seq
