@@ -2,13 +2,15 @@
 
 The L0 requirements are compiled once into getters over :class:`Envelope`;
 invariant 14 makes them mandatory for every accepted turn whatever the
-recording level, so only L0 is enforced here.
+recording level, so only L0 is enforced here. :class:`ReplayPolicy` is one
+mode's ``checks`` plus the ``divergence_policy``: what runs, what fails, what
+is tolerated.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,10 @@ from pipelines.loader import load_artifact
 from pipelines.models.evidence import ReplayEvidenceManifest
 from pipelines.shipped import PIPELINES_DIR
 from replay.errors import ReplayError
+from replay.model import Divergence, DivergenceKind
 from streams.abi.events import EventType
 
-__all__ = ["DEFAULT_ARTIFACT", "EvidenceRules", "load_rules"]
+__all__ = ["DEFAULT_ARTIFACT", "EvidenceRules", "ReplayPolicy", "load_rules"]
 
 DEFAULT_ARTIFACT = PIPELINES_DIR / "replay" / "or02_baseline_v1.yaml"
 Getter = Callable[[Any], Any]
@@ -54,6 +57,44 @@ class EvidenceRules:
             if value is None or value == "":
                 out.append(name)
         return out
+
+    def policy(self, mode: str) -> ReplayPolicy:
+        """The checks and tolerances of ``mode`` (``verify`` or ``resimulate``)."""
+        found = next((m for m in self.artifact.modes if m.name == mode), None)
+        if found is None:
+            raise ReplayError(f"{self.artifact.origin}: no replay mode {mode!r} in modes[]")
+        policy = self.artifact.divergence_policy
+        return ReplayPolicy(
+            checks=frozenset(DivergenceKind(c) for c in found.checks),
+            fail_on=frozenset(DivergenceKind(c) for c in policy.fail_on),
+            max_skew_ms={DivergenceKind(t.check): t.max_skew_ms for t in policy.tolerate},
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayPolicy:
+    checks: frozenset[DivergenceKind]
+    fail_on: frozenset[DivergenceKind]
+    max_skew_ms: dict[DivergenceKind, int | None]  # the tolerated checks
+
+    def runs(self, kind: DivergenceKind) -> bool:
+        return kind in self.checks
+
+    def judge(self, found: Iterable[Divergence]) -> tuple[list[Divergence], list[Divergence]]:
+        """(failing, tolerated) among ``found``; divergences of checks the mode does not run
+        are dropped."""
+        failing: list[Divergence] = []
+        tolerated: list[Divergence] = []
+        for div in found:
+            if div.kind not in self.checks:
+                continue
+            if div.kind in self.fail_on or div.kind not in self.max_skew_ms:
+                failing.append(div)
+                continue
+            limit = self.max_skew_ms[div.kind]
+            within = limit is None or (div.skew_ms is not None and div.skew_ms <= limit)
+            (tolerated if within else failing).append(div)
+        return failing, tolerated
 
 
 @functools.cache
