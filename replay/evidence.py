@@ -17,7 +17,7 @@ from typing import Any
 
 from pipelines.errors import ArtifactValidationError
 from pipelines.loader import load_artifact
-from pipelines.models.evidence import ReplayEvidenceManifest
+from pipelines.models.evidence import REPLAY_CHECKS, ReplayEvidenceManifest
 from pipelines.shipped import PIPELINES_DIR
 from replay.errors import ReplayError
 from replay.model import Divergence, DivergenceKind
@@ -82,12 +82,12 @@ class ReplayPolicy:
 
     def judge(self, found: Iterable[Divergence]) -> tuple[list[Divergence], list[Divergence]]:
         """(failing, tolerated) among ``found``; divergences of checks the mode does not run
-        are dropped."""
+        are dropped, and a check the policy vocabulary cannot name always fails."""
         failing: list[Divergence] = []
         tolerated: list[Divergence] = []
         for div in found:
-            if div.kind not in self.checks:
-                continue
+            if div.kind not in self.checks and div.kind.value in REPLAY_CHECKS:
+                continue  # a check the policy can name but this mode does not run
             if div.kind in self.fail_on or div.kind not in self.max_skew_ms:
                 failing.append(div)
                 continue
