@@ -2,10 +2,11 @@
 
 A builder parses the spec's config mapping into the node's frozen config
 model once (graph build time) and returns a zero-argument factory the
-runner calls per turn. :data:`BUILTINS` is the one list of built-in node types;
-the artifact catalog derives its node types from it. Extension packages (in-process or isolated behind a
-proxy node) register through :meth:`NodeRegistry.register` with
-``origin="extension"``; built-ins cannot be silently shadowed.
+runner calls per turn. :data:`BUILTINS` is the one list of built-in node
+types; the artifact catalog derives its node types from it. Extension
+packages (in-process or isolated behind a proxy node) register through
+:meth:`NodeRegistry.register` with ``origin="extension"``; built-ins cannot
+be silently shadowed.
 """
 
 from __future__ import annotations
