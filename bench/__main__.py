@@ -19,6 +19,7 @@ BENCHMARKS = {
     "codec": "bench.codec_bench",
     "lanes": "bench.lanes_bench",
     "replay": "bench.replay_bench",
+    "plans": "bench.plans_bench",
     "extensions": "bench.extensions_bench",
     "voice": "bench.voice_bench",
     "audit": "bench.audit_bench",

@@ -163,6 +163,7 @@ def turn_log(trigger: Any, outputs: list[tuple[str, Any]], *, sessions: Any, res
              ) -> list[tuple[bytes, Any]]:
     """The records RSPP appends for one text turn (nine for normalize -> respond), built as its
     engine builds them: frozen plan, lifecycle, recorded input, node outputs, acceptance."""
+    from pipelines.models import plan as pm
     from streams.abi import events as ev
     from streams.nodes import ReplyText
 
@@ -170,14 +171,16 @@ def turn_log(trigger: Any, outputs: list[tuple[str, Any]], *, sessions: Any, res
     next_seq, turns_done = sessions[sid]
     turn_id = f"{sid}-t{turns_done + 1}"
     corr = trigger.correlation.correlation_id
-    plan = resolver.freeze(
-        bundle=bundle, tenant_id=trigger.tenant_id, session_id=sid,
-        pinned_bundle_digest=bundle.digest, next_seq=next_seq, last_epoch=1, turn_id=turn_id,
-        trigger="final_transcript", correlation_id=corr,
-        opened_at_us=int(trigger.ts.timestamp() * 1_000_000), lease_epoch=1, lease_holder=holder,
-        lease_partition=partition, topic_prefix="faust", routing_partition=partition,
-        processor_id=holder,
-    )
+    plan = resolver.freeze(bundle, pm.plan_inputs(
+        session=pm.session_snapshot(tenant_id=trigger.tenant_id, session_id=sid,
+                                    pinned_bundle_digest=bundle.digest, next_seq=next_seq,
+                                    last_epoch=1),
+        turn=pm.turn_open_request(turn_id=turn_id, trigger="final_transcript", correlation_id=corr,
+                                  opened_at_us=int(trigger.ts.timestamp() * 1_000_000)),
+        lease=pm.lease_snapshot(epoch=1, holder=holder, partition=partition),
+        routing=pm.routing_snapshot(topic_prefix="faust", partition=partition, processor_id=holder),
+        policy_decisions=pm.NO_DECISIONS,
+    ))
     records: list[tuple[bytes, Any]] = []
 
     def log(payload: Any, *, node: str | None = None, cause: str | None = None,

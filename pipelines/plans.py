@@ -15,8 +15,10 @@ The runtime calls, once per accepted turn at OPEN::
 
 The runtime's hot path is :meth:`TurnPlanResolver.freeze`: the same plan, but
 only what the runtime needs of it (a :class:`FrozenTurnPlan` with the recorded
-canonical JSON and its hash) and without building the pydantic models per turn;
-its ``plan_json`` is byte for byte ``canonical_json(resolve(...).model_dump(mode="json"))``.
+canonical JSON and its hash), from one :class:`PlanInputs` built with the models'
+derived per-turn constructors (``plan_inputs``, ``session_snapshot``, ... in
+:mod:`pipelines.models.plan`) and without building the plan model; its
+``plan_json`` is byte for byte ``canonical_json(resolve(...).model_dump(mode="json"))``.
 
 The plan embeds every input (``plan.inputs``), so replay re-derives it from the
 recorded bundle alone: ``TurnPlanResolver().verify(recorded_plan, bundle)``
@@ -35,11 +37,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pipelines.canonical import canonical_json, digest_of
 from pipelines.errors import PlanError
 from pipelines.models.plan import (
+    NO_DECISIONS,
     LeaseSnapshot,
     PlanInputs,
     PolicyDecisions,
@@ -55,14 +58,14 @@ from pipelines.models.resolved import (
     ResolvedNode,
     Sourced,
 )
+from pipelines.models.spec import DegradeAction
 
 __all__ = ["PLAN_VERSION", "FrozenTurnPlan", "TurnPlanResolver", "plan_from_json", "plan_hash"]
 
 PLAN_VERSION = 1
 _DECISION = "decision"
-_NO_DECISIONS = PolicyDecisions()
-_NO_DECISIONS_KEY = _NO_DECISIONS.model_dump_json()
-_NO_DECISIONS_JSON = _NO_DECISIONS.model_dump(mode="json")  # shared, never mutated
+_NO_DECISIONS_KEY = NO_DECISIONS.model_dump_json()
+_NO_DECISIONS_JSON = NO_DECISIONS.model_dump(mode="json")  # shared, never mutated
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,79 +74,122 @@ class FrozenTurnPlan:
 
     ``plan_json`` is the canonical JSON of the full :class:`ResolvedTurnPlan` (what
     ``TURN_OPEN`` records); ``nodes`` and ``edges`` are validated models shared by
-    every plan of the same bundle and policy decisions.
+    every plan of the same bundle and policy decisions (``shape``: one object, so
+    freezing a plan sets four fields, not seven).
     """
 
     plan_hash: str
     plan_json: str
     resolved_turn_plan_id: str
-    bundle_digest: str
-    turn_timeout_ms: int
-    nodes: tuple[ResolvedNode, ...]
-    edges: tuple[ResolvedEdge, ...]
+    shape: _Graph
+
+    @property
+    def bundle_digest(self) -> str:
+        return self.shape.bundle_digest
+
+    @property
+    def turn_timeout_ms(self) -> int:
+        return self.shape.turn_timeout_ms
+
+    @property
+    def nodes(self) -> tuple[ResolvedNode, ...]:
+        return self.shape.nodes
+
+    @property
+    def edges(self) -> tuple[ResolvedEdge, ...]:
+        return self.shape.edges
+
+
+_SORTED = orjson.OPT_SORT_KEYS
 
 
 @dataclass(frozen=True, slots=True)
 class _Graph:
-    """One (bundle, policy decisions) pair's part of every plan: JSON, canonical JSON, models."""
+    """One (bundle, policy decisions) pair's part of every plan: canonical JSON pieces, models.
 
-    nodes_json: list[Any]
-    edges_json: list[Any]
-    # Pre-serialised canonical JSON, spliced into each plan document as is.
-    nodes_canonical: orjson.Fragment
-    edges_canonical: orjson.Fragment
+    A plan document's keys sort as abi_version, bundle_digest, bundle_id,
+    determinism_context, edges, inputs, nodes, plan_hash, plan_version,
+    resolved_turn_plan_id, turn_boundary, turn_timeout_ms; everything but the
+    seed, the inputs and the plan id is the same for every turn of the pair, so it
+    is serialised once here and the per-turn values are joined in between.
+    """
+
+    bundle_digest: str
+    turn_timeout_ms: int
+    prefix: bytes  # '{"abi_version":...,"determinism_context":{"clock":"recorded","seed":'
+    middle: bytes  # '},"edges":[...],"inputs":'
+    nodes_part: bytes  # ',"nodes":[...]'
+    suffix: bytes  # ',"turn_boundary":...,"turn_timeout_ms":...}'
     nodes: tuple[ResolvedNode, ...]
     edges: tuple[ResolvedEdge, ...]
 
 
-def _graph_entry(nodes_json: list[Any], edges_json: list[Any]) -> _Graph:
+def _graph_entry(bundle: PipelineBundle, nodes_json: list[Any], edges_json: list[Any]) -> _Graph:
+    rs = bundle.resolved_spec
     return _Graph(
-        nodes_json=nodes_json,
-        edges_json=edges_json,
-        nodes_canonical=orjson.Fragment(canonical_json(nodes_json)),
-        edges_canonical=orjson.Fragment(canonical_json(edges_json)),
+        bundle_digest=bundle.digest,
+        turn_timeout_ms=rs.turn.timeout_ms.value,
+        prefix=b"".join((
+            b'{"abi_version":', orjson.dumps(bundle.compat_window.abi_version),
+            b',"bundle_digest":', orjson.dumps(bundle.digest),
+            b',"bundle_id":', orjson.dumps(bundle.ref),
+            # Exactly DeterminismContext(seed=..., clock="recorded"), keys sorted.
+            b',"determinism_context":{"clock":"recorded","seed":',
+        )),
+        middle=b'},"edges":' + canonical_json(edges_json) + b',"inputs":',
+        nodes_part=b',"nodes":' + canonical_json(nodes_json),
+        suffix=b"".join((
+            b',"turn_boundary":', orjson.dumps(rs.turn.boundary.value),
+            b',"turn_timeout_ms":', orjson.dumps(rs.turn.timeout_ms.value), b"}",
+        )),
         # Validated from the JSON, as model_validate_json of the whole plan would.
         nodes=tuple(ResolvedNode.model_validate_json(orjson.dumps(n)) for n in nodes_json),
         edges=tuple(ResolvedEdge.model_validate_json(orjson.dumps(e)) for e in edges_json),
     )
 
 
-def _is_name(value: object) -> bool:
-    return type(value) is str and value != ""
+_AFTER_HASH = b',"plan_version":' + str(PLAN_VERSION).encode() + b',"resolved_turn_plan_id":'
 
 
-def _is_count(value: object) -> bool:
-    return type(value) is int and value >= 0
+def _document(graph: _Graph, inputs_json: dict[str, Any]) -> tuple[str, bytes, str]:
+    """(plan_hash, canonical JSON of the plan, plan id): the one way a plan becomes bytes.
 
-
-def _plan_body(
-    bundle: PipelineBundle, inputs_json: dict[str, Any], nodes: Any, edges: Any
-) -> dict[str, Any]:
-    """The plan document with its hash: ``inputs_json`` is ``PlanInputs`` as JSON; ``nodes``
-    and ``edges`` are the graph's JSON values or their pre-serialised fragments."""
-    rs = bundle.resolved_spec
+    The hash covers the document without ``plan_hash``; the hash then goes in at
+    its sorted place, between ``nodes`` and ``plan_version``.
+    """
     session, turn = inputs_json["session"], inputs_json["turn"]
-    body: dict[str, Any] = {
-        "resolved_turn_plan_id": f"{session['tenant_id']}/{session['session_id']}/{turn['turn_id']}",
-        "plan_version": PLAN_VERSION,
-        "bundle_id": bundle.ref,
-        "bundle_digest": bundle.digest,
-        "abi_version": bundle.compat_window.abi_version,
-        "inputs": inputs_json,
-        "nodes": nodes,
-        "edges": edges,
-        "turn_boundary": rs.turn.boundary.value,
-        "turn_timeout_ms": rs.turn.timeout_ms.value,
-        # Exactly DeterminismContext(seed=..., clock="recorded").model_dump().
-        "determinism_context": {
-            "seed": _seed(
-                bundle.digest, session["tenant_id"], session["session_id"], turn["turn_id"]
-            ),
-            "clock": "recorded",
-        },
-    }
-    body["plan_hash"] = digest_of(body)
-    return body
+    plan_id = f"{session['tenant_id']}/{session['session_id']}/{turn['turn_id']}"
+    seed = _seed(graph.bundle_digest, session["tenant_id"], session["session_id"], turn["turn_id"])
+    head = b"".join((graph.prefix, str(seed).encode(), graph.middle,
+                     orjson.dumps(inputs_json, option=_SORTED), graph.nodes_part))
+    tail = b"".join((_AFTER_HASH, orjson.dumps(plan_id), graph.suffix))
+    hasher = hashlib.sha256(head)
+    hasher.update(tail)
+    digest = "sha256:" + hasher.hexdigest()
+    return digest, b"".join((head, b',"plan_hash":"', digest.encode(), b'"', tail)), plan_id
+
+
+def _plain(model: type[BaseModel]) -> bool:
+    return all(f.annotation in (str, int, bool) for f in model.model_fields.values())
+
+
+# PlanInputs parts whose fields are all str/int/bool: a strict model's __dict__ is then its
+# JSON dump already. Derived from the model, so a new snapshot needs no edit here.
+_PLAIN_PARTS = tuple(
+    name for name, f in PlanInputs.model_fields.items()
+    if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) and _plain(f.annotation)
+)
+_DUMPED_PARTS = tuple(name for name in PlanInputs.model_fields if name not in _PLAIN_PARTS)
+
+
+def _inputs_json(inputs: PlanInputs) -> dict[str, Any]:
+    """Exactly ``inputs.model_dump(mode="json")`` (tests/artifacts/test_plan_freeze.py)."""
+    parts = inputs.__dict__
+    out = {name: parts[name].__dict__ for name in _PLAIN_PARTS}
+    for name in _DUMPED_PARTS:
+        value = parts[name]
+        out[name] = _NO_DECISIONS_JSON if value is NO_DECISIONS else value.model_dump(mode="json")
+    return out
 
 
 def _seed(digest: str, tenant_id: str, session_id: str, turn_id: str) -> int:
@@ -151,31 +197,22 @@ def _seed(digest: str, tenant_id: str, session_id: str, turn_id: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
 
 
-def _check_authority(
-    bundle: PipelineBundle,
-    *,
-    session_id: str,
-    pinned_bundle_digest: str,
-    last_epoch: int,
-    lease_epoch: int,
-    lease_holder: str,
-    lease_partition: int,
-    routing_partition: int,
-) -> None:
-    if pinned_bundle_digest != bundle.digest:
+def _check_authority(bundle: PipelineBundle, inputs: PlanInputs) -> None:
+    s, lease, routing = inputs.session, inputs.lease, inputs.routing
+    if s.pinned_bundle_digest != bundle.digest:
         raise PlanError(
-            f"session {session_id} is pinned to {pinned_bundle_digest}, not {bundle.ref} "
+            f"session {s.session_id} is pinned to {s.pinned_bundle_digest}, not {bundle.ref} "
             f"({bundle.digest}); sessions never change bundle mid-life"
         )
-    if lease_epoch < last_epoch:
+    if lease.epoch < s.last_epoch:
         raise PlanError(
-            f"stale lease: epoch {lease_epoch} held by {lease_holder} is older than the session's "
-            f"last epoch {last_epoch} (expected >= {last_epoch})"
+            f"stale lease: epoch {lease.epoch} held by {lease.holder} is older than the session's "
+            f"last epoch {s.last_epoch} (expected >= {s.last_epoch})"
         )
-    if routing_partition != lease_partition:
+    if routing.partition != lease.partition:
         raise PlanError(
-            f"routing partition {routing_partition} differs from the lease's partition "
-            f"{lease_partition}"
+            f"routing partition {routing.partition} differs from the lease's partition "
+            f"{lease.partition}"
         )
 
 
@@ -216,7 +253,7 @@ def _insert_node(ins: ResolvedInsert) -> ResolvedNode:
         timeout_ms=Sourced[int](value=ins.timeout_ms, source=ins.source),
         retries=Sourced[int](value=0, source=ins.source),
         providers=Sourced[tuple[str, ...]](value=tuple(ins.providers), source=ins.source),
-        degrade=Sourced[str](value="skip", source=ins.source),
+        degrade=Sourced[DegradeAction](value="skip", source=ins.source),
         degrade_reply=Sourced[str | None](value=None, source=ins.source),
     )
 
@@ -247,144 +284,29 @@ class TurnPlanResolver:
             turn=turn,
             lease=lease,
             routing=routing,
-            policy_decisions=policy_decisions or PolicyDecisions(),
+            policy_decisions=policy_decisions or NO_DECISIONS,
         )
         return self._resolve(bundle, inputs)
 
-    def freeze(
-        self,
-        *,
-        bundle: PipelineBundle,
-        tenant_id: str,
-        session_id: str,
-        pinned_bundle_digest: str,
-        next_seq: int,
-        last_epoch: int,
-        turn_id: str,
-        trigger: str,
-        correlation_id: str,
-        opened_at_us: int,
-        lease_epoch: int,
-        lease_holder: str,
-        lease_partition: int,
-        topic_prefix: str,
-        routing_partition: int,
-        processor_id: str,
-        region: str = "local",
-        open_turns: int = 0,
-        policy_decisions: PolicyDecisions | None = None,
-    ) -> FrozenTurnPlan:
-        """:meth:`resolve` for the runtime's hot path, from plain values.
+    def freeze(self, bundle: PipelineBundle, inputs: PlanInputs) -> FrozenTurnPlan:
+        """:meth:`resolve` for the runtime's hot path: the same plan, recorded form only.
 
         Gives the plan's hash and canonical JSON (byte for byte those of
-        ``resolve(...)`` with the same snapshots) without building the snapshot
-        models or the plan model. Raises what ``resolve`` and the snapshot models
-        raise: invalid values fall back to the models, so their ValidationError is
-        the one the slow path gives.
+        ``resolve(...)`` with the same snapshots) without building the plan model.
+        ``inputs`` is built per turn with the models' derived constructors
+        (:func:`pipelines.models.plan.plan_inputs` and friends), which check what
+        the models check; raises what ``resolve`` raises.
         """
-        if (
-            pinned_bundle_digest == bundle.digest
-            and _is_name(tenant_id)
-            and _is_name(session_id)
-            and _is_count(next_seq)
-            and _is_count(last_epoch)
-            and _is_count(open_turns)
-            and _is_name(turn_id)
-            and _is_name(trigger)
-            and _is_name(correlation_id)
-            and _is_count(opened_at_us)
-            and _is_count(lease_epoch)
-            and _is_name(lease_holder)
-            and _is_count(lease_partition)
-            and _is_name(topic_prefix)
-            and _is_count(routing_partition)
-            and _is_name(processor_id)
-            and type(region) is str
-        ):
-            # Exactly PlanInputs(...).model_dump(mode="json") (tests/artifacts/test_plan_freeze.py).
-            inputs_json: dict[str, Any] = {
-                "session": {
-                    "tenant_id": tenant_id,
-                    "session_id": session_id,
-                    "pinned_bundle_digest": pinned_bundle_digest,
-                    "next_seq": next_seq,
-                    "last_epoch": last_epoch,
-                    "open_turns": open_turns,
-                },
-                "turn": {
-                    "turn_id": turn_id,
-                    "trigger": trigger,
-                    "correlation_id": correlation_id,
-                    "opened_at_us": opened_at_us,
-                },
-                "lease": {
-                    "epoch": lease_epoch,
-                    "holder": lease_holder,
-                    "partition": lease_partition,
-                },
-                "routing": {
-                    "topic_prefix": topic_prefix,
-                    "partition": routing_partition,
-                    "processor_id": processor_id,
-                    "region": region,
-                },
-                "policy_decisions": _NO_DECISIONS_JSON
-                if policy_decisions is None
-                else policy_decisions.model_dump(mode="json"),
-            }
-            _check_authority(
-                bundle,
-                session_id=session_id,
-                pinned_bundle_digest=pinned_bundle_digest,
-                last_epoch=last_epoch,
-                lease_epoch=lease_epoch,
-                lease_holder=lease_holder,
-                lease_partition=lease_partition,
-                routing_partition=routing_partition,
-            )
-            decisions = _NO_DECISIONS if policy_decisions is None else policy_decisions
-            key = _NO_DECISIONS_KEY if policy_decisions is None else decisions.model_dump_json()
-            graph = self._graph_for(bundle, decisions, key)
-            body = _plan_body(bundle, inputs_json, graph.nodes_canonical, graph.edges_canonical)
-        else:  # the models raise the error the slow path gives (or accept what we did not)
-            inputs = PlanInputs(
-                session=SessionSnapshot(
-                    tenant_id=tenant_id,
-                    session_id=session_id,
-                    pinned_bundle_digest=pinned_bundle_digest,
-                    next_seq=next_seq,
-                    last_epoch=last_epoch,
-                    open_turns=open_turns,
-                ),
-                turn=TurnOpenRequest(
-                    turn_id=turn_id,
-                    trigger=trigger,
-                    correlation_id=correlation_id,
-                    opened_at_us=opened_at_us,
-                ),
-                lease=LeaseSnapshot(
-                    epoch=lease_epoch, holder=lease_holder, partition=lease_partition
-                ),
-                routing=RoutingSnapshot(
-                    topic_prefix=topic_prefix,
-                    partition=routing_partition,
-                    processor_id=processor_id,
-                    region=region,
-                ),
-                policy_decisions=policy_decisions or _NO_DECISIONS,
-            )
-            body = self._body(bundle, inputs)
-            decisions = inputs.policy_decisions
-            graph = self._graph_for(bundle, decisions, decisions.model_dump_json())
-        rs = bundle.resolved_spec
+        _check_authority(bundle, inputs)
+        decisions = inputs.policy_decisions
+        key = _NO_DECISIONS_KEY if decisions is NO_DECISIONS else decisions.model_dump_json()
+        graph = self._graph_for(bundle, decisions, key)
+        digest, plan_json, plan_id = _document(graph, _inputs_json(inputs))
         return FrozenTurnPlan(
-            plan_hash=body["plan_hash"],
-            plan_json=canonical_json(body).decode(),
-            resolved_turn_plan_id=body["resolved_turn_plan_id"],
-            bundle_digest=bundle.digest,
-            turn_timeout_ms=rs.turn.timeout_ms.value,
-            nodes=graph.nodes,
-            edges=graph.edges,
+            plan_hash=digest,
+            plan_json=plan_json.decode(),
+            resolved_turn_plan_id=plan_id,
+            shape=graph,
         )
 
     def rederive(self, plan: ResolvedTurnPlan, bundle: PipelineBundle) -> ResolvedTurnPlan:
@@ -403,25 +325,23 @@ class TurnPlanResolver:
     # -- internals -------------------------------------------------------------------------
     def rederive_hash(self, plan: ResolvedTurnPlan, bundle: PipelineBundle) -> str:
         """The plan_hash re-derivation gives, without building the plan model (replay's hot path)."""
-        return self._body(bundle, plan.inputs)["plan_hash"]  # type: ignore[no-any-return]
+        return self._document(bundle, plan.inputs)[0]
 
     def _resolve(self, bundle: PipelineBundle, inputs: PlanInputs) -> ResolvedTurnPlan:
-        return ResolvedTurnPlan.model_validate_json(orjson.dumps(self._body(bundle, inputs)))
+        return ResolvedTurnPlan.model_validate_json(self._document(bundle, inputs)[1])
 
-    def _body(self, bundle: PipelineBundle, inputs: PlanInputs) -> dict[str, Any]:
-        self._check_authority(bundle, inputs)
+    def _document(self, bundle: PipelineBundle, inputs: PlanInputs) -> tuple[str, bytes, str]:
+        _check_authority(bundle, inputs)
         decisions = inputs.policy_decisions
         graph = self._graph_for(bundle, decisions, decisions.model_dump_json())
-        return _plan_body(
-            bundle, inputs.model_dump(mode="json"), graph.nodes_json, graph.edges_json
-        )
+        return _document(graph, inputs.model_dump(mode="json"))
 
     def _graph_for(self, bundle: PipelineBundle, decisions: PolicyDecisions, key: str) -> _Graph:
         """The cached graph of ``bundle`` under ``decisions`` (``key`` is their JSON)."""
         cache_key = (bundle.digest, key)
         graph = self._graphs.get(cache_key)
         if graph is None:
-            graph = _graph_entry(*self._graph(bundle, decisions))
+            graph = _graph_entry(bundle, *self._graph(bundle, decisions))
             if len(self._graphs) >= 64:  # bounded: a processor sees few bundles x decision sets
                 self._graphs.pop(next(iter(self._graphs)))
             self._graphs[cache_key] = graph
@@ -458,7 +378,7 @@ class TurnPlanResolver:
                 )
             if not live or node.id in degraded:
                 node = node.model_copy(
-                    update={"degrade": Sourced[str](value=node.degrade.value, source=_DECISION)}
+                    update={"degrade": Sourced[DegradeAction](value=node.degrade.value, source=_DECISION)}
                 )
             plan_nodes.append(node)
         edges = list(rs.edges)
@@ -468,20 +388,6 @@ class TurnPlanResolver:
         return [n.model_dump(mode="json") for n in plan_nodes], [
             e.model_dump(mode="json") for e in edges
         ]
-
-    @staticmethod
-    def _check_authority(bundle: PipelineBundle, inputs: PlanInputs) -> None:
-        s, lease = inputs.session, inputs.lease
-        _check_authority(
-            bundle,
-            session_id=s.session_id,
-            pinned_bundle_digest=s.pinned_bundle_digest,
-            last_epoch=s.last_epoch,
-            lease_epoch=lease.epoch,
-            lease_holder=lease.holder,
-            lease_partition=lease.partition,
-            routing_partition=inputs.routing.partition,
-        )
 
     @staticmethod
     def _splice(

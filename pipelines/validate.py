@@ -28,7 +28,6 @@ from pipelines.models import (
     GraphModule,
     PipelineBundle,
     PipelineSpec,
-    ReplayEvidenceManifest,
     RolloutManifest,
     TransportBinding,
     VersionSkewPolicy,
@@ -174,12 +173,6 @@ def check_set(artifacts: ArtifactSet) -> list[Issue]:
         elif isinstance(model, TransportBinding) and artifacts.find("PipelineSpec", model.pipeline) is None:
             issues.append(Issue(model.origin, ("pipeline",), f"unknown pipeline {model.pipeline!r} "
                                 "(expected a PipelineSpec name@version among the validated files)"))
-        elif isinstance(model, ReplayEvidenceManifest):
-            for i, mode in enumerate(model.modes):
-                for t in mode.deterministic_node_types:
-                    if t not in known_types:
-                        issues.append(Issue(model.origin, ("modes", i, "deterministic_node_types"),
-                                            f"unknown node type {t!r} (expected one of: {', '.join(sorted(known_types))})"))
         elif isinstance(model, VersionSkewPolicy):
             for i, window in enumerate(model.node_packages):
                 if window.node_type not in known_types:

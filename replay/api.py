@@ -24,7 +24,7 @@ from replay.checks import PlanChecker
 from replay.engine import Engine
 from replay.errors import BundleNotFoundError
 from replay.evidence import DEFAULT_ARTIFACT, load_rules
-from replay.model import Position, ReplayResult, TurnResult
+from replay.model import DivergenceKind, Position, ReplayResult, TurnResult
 from replay.resim import Resimulator
 from replay.sources import LogSource
 from streams.abi.events import Envelope
@@ -61,10 +61,13 @@ def replay_many(source: LogSource, *, resimulate: bool = False,
     candidate = _candidate(bundle)
     if candidate is not None:
         index.add(candidate)
+    # A candidate bundle implies re-simulation; the policy file says what each mode checks.
+    policy = rules.policy("resimulate" if resimulate or candidate is not None else "verify")
     resim = None
-    if resimulate or candidate is not None:
-        resim = Resimulator(deterministic_types=rules.deterministic_node_types, registry=registry)
+    if policy.runs(DivergenceKind.OUTPUT):
+        resim = Resimulator(registry=registry)
     engine = Engine(rules=rules, plans=PlanChecker(bundles=index, candidate=candidate), resim=resim,
+                    policy=policy,
                     check_sequence=not getattr(source, "windowed", False))
     records = iter(source)
     if progress is not None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from replay.checks import (
     MARKERS,
+    RECORDED_INPUTS,
     PlanChecker,
     check_correlation_ids,
     check_evidence,
     check_lifecycle,
 )
-from replay.evidence import EvidenceRules
+from replay.evidence import EvidenceRules, ReplayPolicy
 from replay.model import CHECK_ORDER, Divergence, DivergenceKind, Position, TurnResult
 from replay.resim import Resimulator
 from streams.abi.events import (
@@ -39,6 +41,11 @@ __all__ = ["Engine"]
 
 _ADMISSION = frozenset({EventType.ADMIT, EventType.REJECT, EventType.DEFER})
 _EGRESS = frozenset({EventType.OUTPUT_ACCEPTED, EventType.PLAYBACK_STARTED})
+# Records the processor copies with the client's own timestamp; every other record is
+# stamped by the processor's clock, so within a session those must not go back in time.
+_CLIENT_TIMED = RECORDED_INPUTS | {EventType.SESSION_OPEN, EventType.SESSION_CLOSE,
+                                   EventType.TELEMETRY}
+_MS = timedelta(milliseconds=1)
 
 
 @dataclass(slots=True)
@@ -67,6 +74,7 @@ class _Session:
     fence: CancelFence = field(default_factory=CancelFence)
     admitted: tuple[str, Position] | None = None  # ADMIT's bundle_id and where
     pinned: tuple[str, str, str] | None = None  # first judged turn: bundle_id, digest, turn_id
+    clock: datetime | None = None  # latest processor timestamp so far
 
 
 @dataclass(slots=True)
@@ -79,10 +87,11 @@ class _Partition:
 class Engine:
     """One pass over one log. Not thread-safe; build a new one per replay."""
 
-    def __init__(self, *, rules: EvidenceRules, plans: PlanChecker,
+    def __init__(self, *, rules: EvidenceRules, plans: PlanChecker, policy: ReplayPolicy,
                  resim: Resimulator | None = None, check_sequence: bool = True) -> None:
-        self.rules, self.plans, self.resim = rules, plans, resim
+        self.rules, self.plans, self.resim, self.policy = rules, plans, resim, policy
         self.check_sequence = check_sequence
+        self._timing = policy.runs(DivergenceKind.TIMING)
         self.events = 0
         # Keyed (tenant, session): tenants may use the same session id and never meet.
         self._sessions: dict[tuple[str, str], _Session] = {}
@@ -128,12 +137,7 @@ class Engine:
                                       actual=f"seq {env.seq}",
                                       message="per-session log seq has a gap or goes back"))
             session.next_seq = env.seq + 1
-        cause = env.correlation.causation_id
-        if cause is not None and cause not in session.seen:
-            sink.append(self._div(DivergenceKind.CORRELATION, pos, env, expected="an earlier event_id",
-                                  actual=cause, message="causation_id does not resolve to an earlier "
-                                  "event of the session"))
-        session.seen.add(env.event_id)
+        self._causation_and_clock(pos, env, session, sink)
 
         if turn is None:
             return self._session_event(pos, env, session)
@@ -217,6 +221,28 @@ class Engine:
         if part.epoch is None or grant.epoch > part.epoch:
             part.epoch, part.grant = grant.epoch, pos
 
+    def _causation_and_clock(self, pos: Position, env: Envelope, session: _Session,
+                             sink: list[Divergence]) -> None:
+        cause = env.correlation.causation_id
+        if cause is not None and cause not in session.seen:
+            sink.append(self._div(DivergenceKind.CORRELATION, pos, env, expected="an earlier event_id",
+                                  actual=cause, message="causation_id does not resolve to an earlier "
+                                  "event of the session"))
+        session.seen.add(env.event_id)
+        if not self._timing or env.event_type in _CLIENT_TIMED:
+            return
+        last = session.clock
+        if last is None or env.ts >= last:
+            session.clock = env.ts
+            return
+        skew = (last - env.ts) / _MS
+        sink.append(Divergence(
+            kind=DivergenceKind.TIMING, session_id=env.session_id, turn_id=env.turn_id,
+            position=pos, node_id=env.node_id, expected=f"ts >= {last.isoformat()}",
+            actual=env.ts.isoformat(), skew_ms=skew,
+            message=f"{env.event_type.value}: stamped {skew:g} ms before the session's "
+                    "previous processor record (clock skew)"))
+
     @staticmethod
     def _cancel(env: Envelope, session: _Session) -> None:
         cancel = env.payload
@@ -285,13 +311,16 @@ class Engine:
         for turn in session.turns.values():
             if not turn.closed:
                 self._close_turn(session, turn, end_of_log=True)
+            failing, tolerated = self.policy.judge(turn.divergences)
             yield TurnResult(session_id=session.session_id, turn_id=turn.turn_id,
                              tenant_id=session.tenant_id, events=turn.count, outcome=turn.outcome,
-                             divergences=_ordered(turn.divergences))
-        if session.loose:
+                             divergences=_ordered(failing), tolerated=_ordered(tolerated))
+        failing, tolerated = self.policy.judge(session.loose)
+        if failing or tolerated:
             yield TurnResult(session_id=session.session_id, turn_id=None,
                              tenant_id=session.tenant_id, events=session.loose_events,
-                             outcome=None, divergences=_ordered(session.loose))
+                             outcome=None, divergences=_ordered(failing),
+                             tolerated=_ordered(tolerated))
 
     @staticmethod
     def _div(kind: DivergenceKind, pos: Position, env: Envelope, *, expected: str, actual: str,

@@ -2,25 +2,28 @@
 
 The L0 requirements are compiled once into getters over :class:`Envelope`;
 invariant 14 makes them mandatory for every accepted turn whatever the
-recording level, so only L0 is enforced here.
+recording level, so only L0 is enforced here. :class:`ReplayPolicy` is one
+mode's ``checks`` plus the ``divergence_policy``: what runs, what fails, what
+is tolerated.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import ArtifactValidationError
 from pipelines.loader import load_artifact
-from pipelines.models.evidence import ReplayEvidenceManifest
+from pipelines.models.evidence import REPLAY_CHECKS, ReplayEvidenceManifest
 from pipelines.shipped import PIPELINES_DIR
 from replay.errors import ReplayError
+from replay.model import Divergence, DivergenceKind
 from streams.abi.events import EventType
 
-__all__ = ["DEFAULT_ARTIFACT", "EvidenceRules", "load_rules"]
+__all__ = ["DEFAULT_ARTIFACT", "EvidenceRules", "ReplayPolicy", "load_rules"]
 
 DEFAULT_ARTIFACT = PIPELINES_DIR / "replay" / "or02_baseline_v1.yaml"
 Getter = Callable[[Any], Any]
@@ -41,11 +44,10 @@ def _getter(path: str) -> Getter:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvidenceRules:
-    """What replay needs from the artifact: L0 fields per event type, deterministic node types."""
+    """What replay needs from the artifact: L0 fields per event type."""
 
     artifact: ReplayEvidenceManifest
     l0: dict[EventType, tuple[tuple[str, Getter], ...]]
-    deterministic_node_types: frozenset[str]
 
     def missing(self, event_type: EventType, env: Any) -> list[str]:
         """Names of L0 fields of ``env`` that are absent or empty."""
@@ -55,6 +57,44 @@ class EvidenceRules:
             if value is None or value == "":
                 out.append(name)
         return out
+
+    def policy(self, mode: str) -> ReplayPolicy:
+        """The checks and tolerances of ``mode`` (``verify`` or ``resimulate``)."""
+        found = next((m for m in self.artifact.modes if m.name == mode), None)
+        if found is None:
+            raise ReplayError(f"{self.artifact.origin}: no replay mode {mode!r} in modes[]")
+        policy = self.artifact.divergence_policy
+        return ReplayPolicy(
+            checks=frozenset(DivergenceKind(c) for c in found.checks),
+            fail_on=frozenset(DivergenceKind(c) for c in policy.fail_on),
+            max_skew_ms={DivergenceKind(t.check): t.max_skew_ms for t in policy.tolerate},
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayPolicy:
+    checks: frozenset[DivergenceKind]
+    fail_on: frozenset[DivergenceKind]
+    max_skew_ms: dict[DivergenceKind, int | None]  # the tolerated checks
+
+    def runs(self, kind: DivergenceKind) -> bool:
+        return kind in self.checks
+
+    def judge(self, found: Iterable[Divergence]) -> tuple[list[Divergence], list[Divergence]]:
+        """(failing, tolerated) among ``found``; divergences of checks the mode does not run
+        are dropped, and a check the policy vocabulary cannot name always fails."""
+        failing: list[Divergence] = []
+        tolerated: list[Divergence] = []
+        for div in found:
+            if div.kind not in self.checks and div.kind.value in REPLAY_CHECKS:
+                continue  # a check the policy can name but this mode does not run
+            if div.kind in self.fail_on or div.kind not in self.max_skew_ms:
+                failing.append(div)
+                continue
+            limit = self.max_skew_ms[div.kind]
+            within = limit is None or (div.skew_ms is not None and div.skew_ms <= limit)
+            (tolerated if within else failing).append(div)
+        return failing, tolerated
 
 
 @functools.cache
@@ -74,6 +114,4 @@ def load_rules(path: Path = DEFAULT_ARTIFACT) -> EvidenceRules:
         except ValueError:
             raise ReplayError(f"{path}: required_fields names unknown event {req.event!r}") from None
         l0[event_type] = l0.get(event_type, ()) + tuple((f, _getter(f)) for f in req.fields)
-    types = frozenset(t for m in manifest.modes if m.name == "resimulate"
-                      for t in m.deterministic_node_types)
-    return EvidenceRules(artifact=manifest, l0=l0, deterministic_node_types=types)
+    return EvidenceRules(artifact=manifest, l0=l0)

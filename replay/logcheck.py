@@ -34,8 +34,12 @@ class LogRow(Protocol):
 
 
 def log_divergences(rows: Iterable[LogRow], *, source: str = "log") -> list[Divergence]:
-    """Every divergence the replay engine finds in ``rows`` (log order per partition)."""
-    engine = Engine(rules=load_rules(DEFAULT_ARTIFACT), plans=PlanChecker(bundles=BundleIndex()))
+    """Every divergence the replay engine's verify mode fails ``rows`` for (log order per
+    partition); what the replay policy tolerates is not a problem here either."""
+    rules = load_rules(DEFAULT_ARTIFACT)
+    engine = Engine(
+        rules=rules, plans=PlanChecker(bundles=BundleIndex()), policy=rules.policy("verify")
+    )
     records = ((Position(source, row.partition, row.offset), row.event) for row in rows)
     return [d for turn in engine.run(records) for d in turn.divergences]
 

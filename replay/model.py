@@ -34,6 +34,7 @@ class DivergenceKind(StrEnum):
     CORRELATION = "correlation_chain"
     DUPLICATE = "duplicate_output"
     OUTPUT = "output_diff"
+    TIMING = "timing"
 
 
 CHECK_ORDER: dict[DivergenceKind, int] = {kind: i for i, kind in enumerate(DivergenceKind)}
@@ -74,6 +75,7 @@ class Divergence:
     actual: str
     message: str
     diff: str | None = None
+    skew_ms: float | None = None  # timing: how far the clock went back
 
     def one_line(self) -> str:
         where = str(self.position) if self.position is not None else "end of log"
@@ -83,7 +85,7 @@ class Divergence:
 
     def to_dict(self) -> dict[str, Any]:
         pos = self.position
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind.value,
             "session_id": self.session_id,
             "turn_id": self.turn_id,
@@ -97,11 +99,18 @@ class Divergence:
             "message": self.message,
             "diff": self.diff,
         }
+        if self.skew_ms is not None:
+            out["skew_ms"] = self.skew_ms
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnResult:
-    """Checks of one turn (``turn_id`` None: session-level events outside any turn)."""
+    """Checks of one turn (``turn_id`` None: session-level events outside any turn).
+
+    ``tolerated`` divergences are within the replay policy's tolerances: reported,
+    never failing.
+    """
 
     session_id: str
     turn_id: str | None
@@ -109,6 +118,7 @@ class TurnResult:
     events: int
     outcome: str | None
     divergences: tuple[Divergence, ...] = ()
+    tolerated: tuple[Divergence, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -119,7 +129,7 @@ class TurnResult:
         return self.turn_id if self.turn_id is not None else f"session:{self.session_id}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "session_id": self.session_id,
             "turn_id": self.turn_id,
             "tenant_id": self.tenant_id,
@@ -128,6 +138,9 @@ class TurnResult:
             "ok": self.ok,
             "divergences": [d.to_dict() for d in self.divergences],
         }
+        if self.tolerated:
+            out["tolerated"] = [d.to_dict() for d in self.tolerated]
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,6 +164,10 @@ class ReplayResult:
     @property
     def divergences(self) -> tuple[Divergence, ...]:
         return tuple(d for t in self.turns for d in t.divergences)
+
+    @property
+    def tolerated(self) -> tuple[Divergence, ...]:
+        return tuple(d for t in self.turns for d in t.tolerated)
 
     @property
     def ok(self) -> bool:
@@ -184,6 +201,8 @@ class ReplayResult:
             "integrity_problems": len(self.integrity),
             "ok": self.ok,
         }
+        if self.tolerated:
+            summary["tolerated"] = len(self.tolerated)
         if timing:
             summary["seconds"] = round(self.seconds, 6)
             summary["events_per_second"] = round(self.events_per_second, 1)

@@ -52,6 +52,8 @@ def render_human(result: ReplayResult, console: Console) -> None:
             console.print(f"  [red]✗[/red] {escape(d.one_line())}")
     for problem in result.integrity:
         console.print(f"  [red]✗[/red] export: {escape(problem)}")
+    for d in result.tolerated:  # within the policy's tolerances: shown, never failing
+        console.print(f"  [yellow]~[/yellow] tolerated {escape(d.one_line())}")
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     style = "green" if result.ok else "red"

@@ -100,7 +100,6 @@ def text_diff(expected: str, actual: str) -> str:
 class Resimulator:
     """Holds the event loop and one built graph per (node, config) across turns."""
 
-    deterministic_types: frozenset[str]
     registry: NodeRegistry | None = None
     _loop: asyncio.AbstractEventLoop = field(init=False)
     _graphs: dict[tuple[str, str, bytes], Graph] = field(init=False, default_factory=dict)
@@ -125,8 +124,9 @@ class Resimulator:
                 inputs.append((i, pos, env))
         by_id = {n.id: n for n in plan.nodes}
         out: list[Divergence] = []
+        assert self.registry is not None
         for node in plan.nodes:
-            if node.type not in self.deterministic_types:
+            if not self.registry.is_deterministic(node.type):
                 continue
             feed = self._feed(node, plan, by_id, outputs, inputs)
             recorded = outputs.get(node.id, [])

@@ -72,7 +72,6 @@ from streams.nodes import (
 __all__ = ["LogRecorder", "output_kind", "write_log"]
 
 _NS = uuid.UUID("6f1c1a52-0d5e-4b8e-9a51-52e5d0c0ffee")
-_DETERMINISTIC_IN_RECORDER = ("text.normalize", "text.drop_fillers", "respond.rules")
 
 
 def output_kind(node_type: str, media_type: str) -> str:
@@ -276,12 +275,13 @@ def _payload(item: Item, node_type: str, media: str, index: int, final: bool) ->
 
 def _run_text_nodes(plan: ResolvedTurnPlan, feed: Iterable[Item]) -> list[OutputReport]:
     """Run the plan's deterministic text nodes as one graph (real node code)."""
-    nodes = [n for n in plan.nodes if n.type in _DETERMINISTIC_IN_RECORDER]
+    registry = default_registry()
+    nodes = [n for n in plan.nodes if registry.is_deterministic(n.type)]
     ids = {n.id for n in nodes}
     edges = [EdgeSpec(e.source, e.target, e.max_items.value) for e in plan.edges
              if e.source in ids and e.target in ids]
     entry = next(n.id for n in nodes if not any(e.dst == n.id for e in edges))
-    graph = build_graph(registry=default_registry(), entry=entry, edges=edges,
+    graph = build_graph(registry=registry, entry=entry, edges=edges,
                         nodes=[NodeDecl(node_id=n.id, type_name=n.type, config=dict(n.config.value))
                                for n in nodes])
     reports: list[Report] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from pipelines.models.resolved import Sourced
+from pipelines.models.spec import DegradeAction
 
 __all__ = ["SIMPLE_V1", "SIMPLE_V1_SOURCE", "SimpleV1Defaults", "first"]
 
@@ -30,7 +31,7 @@ class SimpleV1Defaults:
     data_queue_max_items: int = 256
     telemetry_queue_max_items: int = 64
     retries: int = 0
-    degrade: str = "fail_turn"
+    degrade: DegradeAction = "fail_turn"
     edge_lane: str = "data"
     max_items: int = 32
     high_watermark: int = 24

@@ -25,7 +25,7 @@ from pipelines.models.resolved import (
     ResolvedTurn,
     Sourced,
 )
-from pipelines.models.spec import PipelineSpec
+from pipelines.models.spec import DegradeAction, PipelineSpec
 
 __all__ = [
     "Layers",
@@ -56,7 +56,7 @@ def resolve_nodes(graph: ExpandedGraph, layers: Layers, issues: list[Issue]) -> 
         policy_timeout: list[tuple[str, int | None]] = []
         policy_retries: list[tuple[str, int | None]] = []
         policy_providers: list[tuple[str, tuple[str, ...] | None]] = []
-        policy_degrade: list[tuple[str, str | None]] = []
+        policy_degrade: list[tuple[str, DegradeAction | None]] = []
         policy_reply: list[tuple[str, str | None]] = []
         for policy in reversed(layers.policies):  # later overlays win
             tag = f"policy:{policy.metadata.name}"

@@ -19,11 +19,16 @@ __all__ = [
     "ReplayMode",
 ]
 
+# One per replay check (replay.model.DivergenceKind has the same values; a test keeps them equal).
 ReplayCheck = Literal[
-    "evidence_completeness", "lifecycle_order", "epoch_fencing", "plan_hash", "output_diff", "timing"
+    "evidence_completeness", "lifecycle_order", "sequence", "epoch_fencing", "plan_hash",
+    "bundle_pinning", "plan_change", "cancel_fencing", "correlation_chain", "duplicate_output",
+    "output_diff", "timing",
 ]
 REPLAY_CHECKS: tuple[str, ...] = (
-    "evidence_completeness", "lifecycle_order", "epoch_fencing", "plan_hash", "output_diff", "timing",
+    "evidence_completeness", "lifecycle_order", "sequence", "epoch_fencing", "plan_hash",
+    "bundle_pinning", "plan_change", "cancel_fencing", "correlation_chain", "duplicate_output",
+    "output_diff", "timing",
 )
 RecordingLevel = Literal["L0", "L1", "L2"]
 
@@ -37,14 +42,24 @@ class EvidenceRequirement(Model):
 
 
 class ReplayMode(Model):
+    """The checks a replay in this mode runs (``resimulate`` also serves candidate bundles)."""
+
     name: Literal["verify", "resimulate"]
     checks: Seq[ReplayCheck] = Field(min_length=1)
-    deterministic_node_types: Seq[str] = ()
 
 
 class Tolerance(Model):
+    """Divergences of ``check`` are reported but do not fail the replay; for ``timing``,
+    only a clock skew up to ``max_skew_ms`` is tolerated (a larger one fails)."""
+
     check: ReplayCheck
-    max_skew_ms: int = Field(ge=0)
+    max_skew_ms: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _skew_for_timing_only(self) -> Tolerance:
+        if (self.check == "timing") != (self.max_skew_ms is not None):
+            raise ValueError("max_skew_ms is required for check 'timing' and only for it")
+        return self
 
 
 class DivergencePolicy(Model):
@@ -66,9 +81,18 @@ class ReplayEvidenceManifest(ArtifactBase):
         if not any(r.level == "L0" for r in self.required_fields):
             raise ValueError("required_fields needs at least one L0 (baseline) requirement")
         failing = set(self.divergence_policy.fail_on)
-        for tol in self.divergence_policy.tolerate:
-            if tol.check in failing:
-                raise ValueError(f"check {tol.check!r} is both in fail_on and tolerate")
+        tolerated = {tol.check for tol in self.divergence_policy.tolerate}
+        for check in sorted(failing & tolerated):
+            raise ValueError(f"check {check!r} is both in fail_on and tolerate")
+        names = [m.name for m in self.modes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"modes are named more than once: {names}")
+        for mode in self.modes:
+            # A check that runs either fails the replay or is tolerated, never silently ignored.
+            judged = [c for c in mode.checks if c not in failing | tolerated]
+            if judged:
+                raise ValueError(f"mode {mode.name!r} runs {judged}, which are in neither "
+                                 "divergence_policy.fail_on nor tolerate")
         return self
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pydantic import Field, JsonValue
 
 from pipelines.models.base import Digest, Model, Seq
+from pipelines.models.fast import fast_init
 from pipelines.models.resolved import ResolvedEdge, ResolvedNode
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "NO_DECISIONS",
     "DeterminismContext",
     "LeaseSnapshot",
     "PlanInputs",
@@ -21,6 +23,11 @@ __all__ = [
     "RoutingSnapshot",
     "SessionSnapshot",
     "TurnOpenRequest",
+    "lease_snapshot",
+    "plan_inputs",
+    "routing_snapshot",
+    "session_snapshot",
+    "turn_open_request",
 ]
 
 
@@ -73,6 +80,17 @@ class PlanInputs(Model):
     lease: LeaseSnapshot
     routing: RoutingSnapshot
     policy_decisions: PolicyDecisions
+
+
+NO_DECISIONS = PolicyDecisions()
+
+# The runtime's per-turn constructors: the models' own checks, derived from the fields
+# above (pipelines.models.fast), without a pydantic validation per snapshot per turn.
+session_snapshot = fast_init(SessionSnapshot)
+turn_open_request = fast_init(TurnOpenRequest)
+lease_snapshot = fast_init(LeaseSnapshot)
+routing_snapshot = fast_init(RoutingSnapshot)
+plan_inputs = fast_init(PlanInputs)
 
 
 class DeterminismContext(Model):

@@ -13,6 +13,7 @@ from pydantic import Field, JsonValue
 from pipelines.models.base import ArtifactBase, ArtifactRef, Digest, Model, Name, SemVer, Seq
 from pipelines.models.extension import NodePackageRef
 from pipelines.models.policy import InsertNode
+from pipelines.models.spec import DegradeAction
 
 __all__ = [
     "CompatWindow",
@@ -47,7 +48,7 @@ class ResolvedNode(Model):
     timeout_ms: Sourced[int]
     retries: Sourced[int]
     providers: Sourced[Seq[str]]
-    degrade: Sourced[str]
+    degrade: Sourced[DegradeAction]
     degrade_reply: Sourced[str | None]
 
 

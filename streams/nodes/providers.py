@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+from pipelines.models.spec import DegradeAction
 from streams.nodes.errors import NodeConfigError, ProviderError, ProviderExhaustedError
 from streams.nodes.node import FallbackDecision, NodeContext
 
@@ -24,9 +25,6 @@ Req_contra = TypeVar("Req_contra", contravariant=True)
 Res_co = TypeVar("Res_co", covariant=True)
 
 DEGRADE = "degrade"  # to_provider name reported when the chain falls back to its degrade
-
-
-DegradeAction = Literal["fail_turn", "skip", "text_only", "canned_reply"]
 
 
 @dataclass(frozen=True, slots=True)

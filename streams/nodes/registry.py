@@ -1,40 +1,38 @@
-"""Node registry: ``type`` string -> builder of per-turn node factories.
+"""Node registry: ``type`` string -> :class:`NodeKind` (builder of per-turn node factories).
 
 A builder parses the spec's config mapping into the node's frozen config
-dataclass once (graph build time) and returns a zero-argument factory the
-runner calls per turn. Extension packages (in-process or isolated behind a
-proxy node) register through :meth:`NodeRegistry.register` with
-``origin="extension"``; built-ins cannot be silently shadowed.
+model once (graph build time) and returns a zero-argument factory the
+runner calls per turn. :data:`BUILTINS` is the one list of built-in node
+types; the artifact catalog derives its node types from it. Extension
+packages (in-process or isolated behind a proxy node) register through
+:meth:`NodeRegistry.register` with ``origin="extension"``; built-ins cannot
+be silently shadowed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streams.nodes.config import config_from_mapping
+from streams.nodes import respond, stt, text, tts
 from streams.nodes.errors import NodeConfigError, UnknownNodeTypeError
 from streams.nodes.graph import EdgeSpec, Graph
+from streams.nodes.kind import NodeBuilder, NodeKind
 from streams.nodes.node import NodeFactory
 from streams.nodes.providers import ProviderPolicy
-from streams.nodes.respond import RulesConfig, RulesNode
-from streams.nodes.stt import PocketsphinxConfig, PocketsphinxNode, prewarm
-from streams.nodes.text import DropFillersConfig, DropFillersNode, NormalizeConfig, NormalizeNode
-from streams.nodes.tts import EspeakConfig, EspeakNode
 
-__all__ = ["NodeBuilder", "NodeDecl", "NodeKind", "NodeRegistry", "build_graph", "default_registry"]
+__all__ = [
+    "BUILTINS",
+    "NodeBuilder",
+    "NodeDecl",
+    "NodeKind",
+    "NodeRegistry",
+    "build_graph",
+    "default_registry",
+]
 
-NodeBuilder = Callable[[str, Mapping[str, object], ProviderPolicy], NodeFactory]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeKind:
-    type_name: str
-    build: NodeBuilder
-    deterministic: bool
-    origin: str = "builtin"  # or "extension"
-    # process/flush never await: may run inside its upstream's task (streams.nodes.fusion).
-    inline: bool = False
+# Every built-in node type, declared once in its own module (streams.nodes.kind.builtin).
+BUILTINS: tuple[NodeKind, ...] = (stt.KIND, text.NORMALIZE, text.DROP_FILLERS, respond.KIND, tts.KIND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +64,9 @@ class NodeRegistry:
         """Add a node type (the hook for extension nodes)."""
         if type_name in self._kinds and not replace:
             raise NodeConfigError(f"node type {type_name!r} is already registered")
-        self._kinds[type_name] = NodeKind(type_name, build, deterministic, origin)
+        self._kinds[type_name] = NodeKind(
+            type_name=type_name, build=build, deterministic=deterministic, origin=origin
+        )
 
     def kind(self, type_name: str) -> NodeKind:
         try:
@@ -75,6 +75,11 @@ class NodeRegistry:
             raise UnknownNodeTypeError(
                 f"unknown node type {type_name!r}; registered: {sorted(self._kinds)}"
             ) from None
+
+    def is_deterministic(self, type_name: str) -> bool:
+        """Whether replay may re-run ``type_name`` and expect its recorded outputs (unknown: no)."""
+        kind = self._kinds.get(type_name)
+        return kind is not None and kind.deterministic
 
     def types(self) -> tuple[str, ...]:
         return tuple(sorted(self._kinds))
@@ -114,47 +119,6 @@ def build_graph(
     )
 
 
-def _stt(node_id: str, mapping: Mapping[str, object], policy: ProviderPolicy) -> NodeFactory:
-    del policy  # one local engine: nothing to fall back to
-    config = config_from_mapping(PocketsphinxConfig, mapping, node_id=node_id)
-    prewarm(config)
-    return lambda: PocketsphinxNode(config)
-
-
-def _normalize(node_id: str, mapping: Mapping[str, object], policy: ProviderPolicy) -> NodeFactory:
-    del policy
-    config = config_from_mapping(NormalizeConfig, mapping, node_id=node_id)
-    return lambda: NormalizeNode(config)
-
-
-def _fillers(node_id: str, mapping: Mapping[str, object], policy: ProviderPolicy) -> NodeFactory:
-    del policy
-    config = config_from_mapping(DropFillersConfig, mapping, node_id=node_id)
-    return lambda: DropFillersNode(config)
-
-
-def _rules(node_id: str, mapping: Mapping[str, object], policy: ProviderPolicy) -> NodeFactory:
-    del policy
-    config = RulesConfig.from_mapping(mapping, node_id=node_id)
-    RulesNode(config)  # compile the patterns now: a bad regex fails the build, not a turn
-    return lambda: RulesNode(config)
-
-
-def _tts(node_id: str, mapping: Mapping[str, object], policy: ProviderPolicy) -> NodeFactory:
-    config = config_from_mapping(EspeakConfig, mapping, node_id=node_id)
-    EspeakNode.build(config, policy)  # resolve provider names now
-    return lambda: EspeakNode.build(config, policy)
-
-
 def default_registry() -> NodeRegistry:
     """A fresh registry holding the simple/v1 built-ins (the catalog's type names)."""
-    return NodeRegistry(
-        [
-            NodeKind("stt.pocketsphinx", _stt, deterministic=True),
-            NodeKind("text.normalize", _normalize, deterministic=True, inline=True),
-            NodeKind("text.drop_fillers", _fillers, deterministic=True, inline=True),
-            NodeKind("respond.rules", _rules, deterministic=True, inline=True),
-            # espeak-ng output is stable per installed version, not across versions: not replay-pure.
-            NodeKind("tts.espeak_ng", _tts, deterministic=False),
-        ]
-    )
+    return NodeRegistry(BUILTINS)

@@ -11,55 +11,33 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from streams.nodes.config import config_from_mapping
+from pydantic import Field
+
+from pipelines.models.base import Model, Seq
 from streams.nodes.errors import BadInputError, NodeConfigError
 from streams.nodes.items import Item, ReplyText, TranscriptText
-from streams.nodes.node import NodeContext
+from streams.nodes.kind import builtin
+from streams.nodes.node import NodeContext, NodeFactory
+from streams.nodes.providers import ProviderPolicy
 from streams.nodes.text import normalize_text
 
-__all__ = ["DEFAULT_INTENT", "ReplyRule", "RulesConfig", "RulesNode"]
+__all__ = ["DEFAULT_INTENT", "KIND", "ReplyRule", "RulesConfig", "RulesNode"]
 
 DEFAULT_INTENT = "default"
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyRule:
-    intent: str
-    match_any: tuple[str, ...]
-    reply: str
-
-    def __post_init__(self) -> None:
-        if not self.intent or not self.match_any or not self.reply:
-            raise ValueError(f"rule {self.intent!r} needs intent, match_any and reply")
+class ReplyRule(Model):
+    intent: str = Field(min_length=1)
+    match_any: Seq[str] = Field(min_length=1)
+    reply: str = Field(min_length=1)
 
 
-@dataclass(frozen=True, slots=True)
-class RulesConfig:
-    rules: tuple[ReplyRule, ...]
-    default_reply: str
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, object], *, node_id: str) -> RulesConfig:
-        raw = mapping.get("rules")
-        if not isinstance(raw, list | tuple) or not raw:
-            raise NodeConfigError(
-                f"node {node_id!r}: config field 'rules' must be a non-empty list"
-            )
-        rules = tuple(
-            config_from_mapping(ReplyRule, _as_mapping(r, node_id, i), node_id=node_id)
-            for i, r in enumerate(raw)
-        )
-        return config_from_mapping(cls, {**mapping, "rules": rules}, node_id=node_id)
-
-
-def _as_mapping(value: object, node_id: str, index: int) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise NodeConfigError(f"node {node_id!r}: rules[{index}] must be a mapping")
-    return value
+class RulesConfig(Model):
+    rules: Seq[ReplyRule] = Field(min_length=1)
+    default_reply: str = Field(min_length=1)
 
 
 def _pattern(entry: str) -> re.Pattern[str]:
@@ -106,3 +84,14 @@ class RulesNode:
 
     def close(self) -> None:
         pass
+
+
+def _prepare(config: RulesConfig, policy: ProviderPolicy) -> NodeFactory:
+    del policy
+    RulesNode(config)  # compile the patterns now: a bad regex fails the build, not a turn
+    return lambda: RulesNode(config)
+
+
+KIND = builtin("respond.rules", io=("text/transcript", "text/reply"), providers=("rules",),
+               config=RulesConfig, node=RulesNode, deterministic=True, inline=True,
+               prepare=_prepare)

@@ -18,39 +18,43 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pocketsphinx import Config, Decoder
+from pydantic import model_validator
 
+from pipelines.models.base import Model, Seq
 from streams.nodes.errors import BadInputError, NodeConfigError
 from streams.nodes.items import AudioFrame, Item, TranscriptText
-from streams.nodes.node import NodeContext
+from streams.nodes.kind import builtin
+from streams.nodes.node import NodeContext, NodeFactory
+from streams.nodes.providers import ProviderPolicy
 
-__all__ = ["PocketsphinxConfig", "PocketsphinxNode", "grammar_from_phrases"]
+__all__ = ["KIND", "PocketsphinxConfig", "PocketsphinxNode", "grammar_from_phrases"]
 
 _SEARCH = "rspp_grammar"
 _PARTIAL_EVERY_FRAMES = 10  # 200 ms of 20 ms frames: enough for live captions, cheap to decode
 _WORD = re.compile(r"[a-z']+")
 
 
-@dataclass(frozen=True, slots=True)
-class PocketsphinxConfig:
-    """Mirrors the catalog's PocketsphinxConfig; ``keywords`` are whole expected phrases."""
+class PocketsphinxConfig(Model):
+    """Decode against a grammar or keyword list: the default LM mis-hears synthetic voices."""
 
-    sample_rate_hz: int = 16000
+    sample_rate_hz: Literal[16000] = 16000
     jsgf: str | None = None
-    keywords: tuple[str, ...] = ()
+    keywords: Seq[str] = ()  # whole expected phrases, turned into a grammar
     # Accepted for spec compatibility; unused: phrases become a grammar, not keyword spotting.
     keyword_threshold: float = 1e-20
     emit_partials: bool = True
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _grammar_or_keywords(self) -> PocketsphinxConfig:
         if not self.jsgf and not self.keywords:
-            raise ValueError("needs 'jsgf' or 'keywords' (the utterances to recognise)")
+            raise ValueError("needs 'jsgf' or 'keywords' (expected the utterances to recognise)")
         if self.jsgf and not self.jsgf.lstrip().startswith("#JSGF"):
             raise ValueError("'jsgf' must start with a '#JSGF V1.0;' header")
+        return self
 
     def grammar(self) -> str:
         return self.jsgf or grammar_from_phrases(self.keywords)
@@ -200,3 +204,15 @@ class PocketsphinxNode:
 def _confidence(hyp: Any) -> float:
     # Hypothesis.prob is the posterior; the grammar search reports 1.0 when it has none.
     return 0.0 if hyp is None else round(min(1.0, max(0.0, float(hyp.prob))), 4)
+
+
+def _prepare(config: PocketsphinxConfig, policy: ProviderPolicy) -> NodeFactory:
+    del policy  # one local engine: nothing to fall back to
+    prewarm(config)
+    return lambda: PocketsphinxNode(config)
+
+
+# Not replay-pure: the transcript depends on the installed acoustic model and dictionary,
+# and the recorded audio it would need is L2 evidence, absent from most logs.
+KIND = builtin("stt.pocketsphinx", io=("audio/pcm16", "text/transcript"), providers=("pocketsphinx",),
+               config=PocketsphinxConfig, node=PocketsphinxNode, deterministic=False, prepare=_prepare)

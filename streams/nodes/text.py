@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 
+from pydantic import Field
+
+from pipelines.models.base import Model, Seq
 from streams.nodes.errors import BadInputError
 from streams.nodes.items import Item, TranscriptText
+from streams.nodes.kind import builtin
 from streams.nodes.node import NodeContext
 
 __all__ = [
     "DEFAULT_FILLERS",
+    "DROP_FILLERS",
+    "NORMALIZE",
     "DropFillersConfig",
     "DropFillersNode",
     "NormalizeConfig",
@@ -119,23 +124,18 @@ def drop_fillers(text: str, words: tuple[str, ...]) -> str:
     return " ".join(out)
 
 
-@dataclass(frozen=True, slots=True)
-class NormalizeConfig:
+class NormalizeConfig(Model):
     lowercase: bool = True
     strip_punctuation: bool = True
     collapse_whitespace: bool = True
     numbers_to_digits: bool = True
-    # Runtime default; the dedicated text.drop_fillers node does the same with its own list.
-    fillers: tuple[str, ...] = DEFAULT_FILLERS
+    # Empty by default: the text.drop_fillers node owns filler removal; the resolved
+    # view states it, so the runtime never falls back to a hidden list.
+    fillers: Seq[str] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class DropFillersConfig:
-    words: tuple[str, ...] = DEFAULT_FILLERS
-
-    def __post_init__(self) -> None:
-        if not self.words:
-            raise ValueError("'words' must list at least one filler")
+class DropFillersConfig(Model):
+    words: Seq[str] = Field(min_length=1)
 
 
 def _transcript(item: Item, ctx: NodeContext) -> TranscriptText:
@@ -185,3 +185,13 @@ class DropFillersNode:
 
     def close(self) -> None:
         pass
+
+
+_TEXT = ("text/transcript", "text/transcript")
+# Pure functions of the text: replay re-runs them and expects the recorded output.
+NORMALIZE = builtin("text.normalize", io=_TEXT, providers=("builtin",), config=NormalizeConfig,
+                    node=NormalizeNode, deterministic=True, inline=True,
+                    prepare=lambda config, _policy: lambda: NormalizeNode(config))
+DROP_FILLERS = builtin("text.drop_fillers", io=_TEXT, providers=("builtin",),
+                       config=DropFillersConfig, node=DropFillersNode, deterministic=True,
+                       inline=True, prepare=lambda config, _policy: lambda: DropFillersNode(config))

@@ -10,32 +10,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field
+
+from pipelines.models.base import Model
 from streams.nodes.audio import chunk_pcm16, espeak_pcm16
 from streams.nodes.errors import BadInputError, NodeConfigError
 from streams.nodes.items import AudioOut, Item, ReplyText
-from streams.nodes.node import NodeContext
+from streams.nodes.kind import builtin
+from streams.nodes.node import NodeContext, NodeFactory
 from streams.nodes.providers import ProviderChain, ProviderPolicy
 
-__all__ = ["PROVIDER_NAME", "EspeakConfig", "EspeakNode", "EspeakProvider"]
+__all__ = ["KIND", "PROVIDER_NAME", "EspeakConfig", "EspeakNode", "EspeakProvider"]
 
 PROVIDER_NAME = "espeak_ng"
 
 
-@dataclass(frozen=True, slots=True)
-class EspeakConfig:
-    """Mirrors the catalog's EspeakConfig; ``chunk_ms`` is runtime-only."""
-
-    voice: str = "en"
-    sample_rate_hz: int = 16000
-    rate_wpm: int = 160
-    pitch: int = 50
-    chunk_ms: int = 20
-    realtime: bool = False  # pace chunks like playback, so a barge-in lands mid-reply
-
-    def __post_init__(self) -> None:
-        if not 80 <= self.rate_wpm <= 450 or not 0 <= self.pitch <= 99 or self.chunk_ms < 1:
-            raise ValueError("rate_wpm must be 80..450, pitch 0..99, chunk_ms >= 1")
+class EspeakConfig(Model):
+    voice: str = Field(min_length=1)
+    sample_rate_hz: Literal[16000] = 16000
+    rate_wpm: int = Field(default=160, ge=80, le=450)
+    pitch: int = Field(default=50, ge=0, le=99)
+    chunk_ms: int = Field(default=20, ge=5, le=100)
+    realtime: bool = False  # emit chunks at playback pace, as a streaming TTS feeding a live call
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +118,13 @@ class EspeakNode:
 
     def close(self) -> None:
         pass
+
+
+def _prepare(config: EspeakConfig, policy: ProviderPolicy) -> NodeFactory:
+    EspeakNode.build(config, policy)  # resolve provider names now
+    return lambda: EspeakNode.build(config, policy)
+
+
+# espeak-ng output is stable per installed version, not across versions: not replay-pure.
+KIND = builtin("tts.espeak_ng", io=("text/reply", "audio/pcm16"), providers=(PROVIDER_NAME,),
+               config=EspeakConfig, node=EspeakNode, deterministic=False, prepare=_prepare)

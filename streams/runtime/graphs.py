@@ -20,7 +20,6 @@ from streams.runtime.errors import ProcessorError
 __all__ = ["GraphCache", "PlanGraph", "PlanShape"]
 
 _AUDIO = "audio/"
-_DEGRADES = {"fail_turn", "skip", "text_only", "canned_reply"}
 
 
 class PlanShape(Protocol):
@@ -48,12 +47,11 @@ class PlanGraph:
 
 
 def _decl(node: ResolvedNode) -> NodeDecl:
-    degrade = node.degrade.value if node.degrade.value in _DEGRADES else None
     policy = ProviderPolicy(
         timeout_s=node.timeout_ms.value / 1000.0,
         retries=node.retries.value,
         providers=tuple(node.providers.value),
-        degrade=degrade,  # type: ignore[arg-type]  # narrowed by the set check above
+        degrade=node.degrade.value,
         reply=node.degrade_reply.value,
     )
     return NodeDecl(

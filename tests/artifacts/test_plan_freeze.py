@@ -1,9 +1,10 @@
 """TurnPlanResolver.freeze: the runtime's fast path records exactly the plan ``resolve`` gives.
 
-``freeze`` builds the plan's canonical JSON from plain values (no snapshot models,
-no plan model per turn). Every byte of ``plan_json`` and the ``plan_hash`` must be
-those of ``canonical_json(resolve(...).model_dump(mode="json"))``, for any inputs;
-inputs the snapshot models reject must raise what the slow path raises.
+``freeze`` builds the plan's canonical JSON from one ``PlanInputs`` made with the
+models' derived per-turn constructors (no pydantic validation, no plan model per
+turn). Every byte of ``plan_json`` and the ``plan_hash`` must be those of
+``canonical_json(resolve(...).model_dump(mode="json"))``, for any inputs; inputs the
+snapshot models reject must raise what the slow path raises.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipelines.models import (
     SessionSnapshot,
     TurnOpenRequest,
 )
+from pipelines.models import plan as plan_models
 from pipelines.plans import FrozenTurnPlan, TurnPlanResolver, plan_from_json
 from pipelines.shipped import PIPELINES_DIR
 from streams.abi import events as ev
@@ -189,6 +191,42 @@ def _slow(bundle: PipelineBundle, v: dict[str, Any]) -> ResolvedTurnPlan:
     )
 
 
+def _freeze(resolver: TurnPlanResolver, bundle: PipelineBundle, v: dict[str, Any]) -> FrozenTurnPlan:
+    """The runtime's way: the derived constructors, in the order ``_slow`` builds the models."""
+    optional = {k: v[k] for k in ("open_turns",) if k in v}
+    session = plan_models.session_snapshot(
+        tenant_id=v["tenant_id"],
+        session_id=v["session_id"],
+        pinned_bundle_digest=v["pinned_bundle_digest"],
+        next_seq=v["next_seq"],
+        last_epoch=v["last_epoch"],
+        **optional,
+    )
+    turn = plan_models.turn_open_request(
+        turn_id=v["turn_id"],
+        trigger=v["trigger"],
+        correlation_id=v["correlation_id"],
+        opened_at_us=v["opened_at_us"],
+    )
+    lease = plan_models.lease_snapshot(
+        epoch=v["lease_epoch"], holder=v["lease_holder"], partition=v["lease_partition"]
+    )
+    routing = plan_models.routing_snapshot(
+        topic_prefix=v["topic_prefix"],
+        partition=v["routing_partition"],
+        processor_id=v["processor_id"],
+        **({"region": v["region"]} if "region" in v else {}),
+    )
+    inputs = plan_models.plan_inputs(
+        session=session,
+        turn=turn,
+        lease=lease,
+        routing=routing,
+        policy_decisions=v.get("policy_decisions") or plan_models.NO_DECISIONS,
+    )
+    return resolver.freeze(bundle, inputs)
+
+
 def _outcome(call: Any) -> tuple[str, str] | Any:
     try:
         return call()
@@ -215,7 +253,7 @@ def test_freeze_records_exactly_the_resolved_plan(
     case: tuple[PipelineBundle, dict[str, Any]],
 ) -> None:
     bundle, values = case
-    frozen = FAST.freeze(bundle=bundle, **values)
+    frozen = _freeze(FAST, bundle, values)
     slow = _slow(bundle, values)
     _assert_same(frozen, slow, bundle)
     # The inputs dict freeze builds by hand is the snapshot models' JSON dump.
@@ -232,7 +270,7 @@ def test_freeze_records_exactly_the_resolved_plan(
 @given(case=_anything())
 def test_freeze_fails_exactly_as_resolve_does(case: tuple[PipelineBundle, dict[str, Any]]) -> None:
     bundle, values = case
-    fast = _outcome(lambda: FAST.freeze(bundle=bundle, **values))
+    fast = _outcome(lambda: _freeze(FAST, bundle, values))
     slow = _outcome(lambda: _slow(bundle, values))
     if isinstance(fast, FrozenTurnPlan):
         assert isinstance(slow, ResolvedTurnPlan), slow
@@ -276,7 +314,7 @@ def test_authority_checks_hold_on_the_fast_path(
 ) -> None:
     values = _values(bundle_v1, **changes)
     with pytest.raises(PlanError, match=match) as fast:
-        TurnPlanResolver().freeze(bundle=bundle_v1, **values)
+        _freeze(TurnPlanResolver(), bundle_v1, values)
     with pytest.raises(PlanError) as slow:
         _slow(bundle_v1, {**values, "open_turns": 0, "region": "local", "policy_decisions": None})
     assert str(fast.value) == str(slow.value)
@@ -286,8 +324,9 @@ def test_pinned_to_the_other_shipped_bundle_is_refused(
     bundle_v1: PipelineBundle, bundle_v1_1: PipelineBundle
 ) -> None:
     with pytest.raises(PlanError, match="sessions never change bundle mid-life"):
-        TurnPlanResolver().freeze(
-            bundle=bundle_v1_1, **_values(bundle_v1_1, pinned_bundle_digest=bundle_v1.digest)
+        _freeze(
+            TurnPlanResolver(), bundle_v1_1,
+            _values(bundle_v1_1, pinned_bundle_digest=bundle_v1.digest),
         )
 
 
@@ -295,12 +334,12 @@ def test_graph_models_are_validated_once_per_bundle_and_decisions(
     bundle_v1_1: PipelineBundle,
 ) -> None:
     resolver = TurnPlanResolver()
-    a = resolver.freeze(bundle=bundle_v1_1, **_values(bundle_v1_1))
-    b = resolver.freeze(bundle=bundle_v1_1, **_values(bundle_v1_1, turn_id="s-1-t2"))
+    a = _freeze(resolver, bundle_v1_1, _values(bundle_v1_1))
+    b = _freeze(resolver, bundle_v1_1, _values(bundle_v1_1, turn_id="s-1-t2"))
     assert a.plan_hash != b.plan_hash
     assert a.nodes is b.nodes and a.edges is b.edges
     sentiment = PolicyDecisions(enabled_inserts=("sentiment",))
-    c = resolver.freeze(bundle=bundle_v1_1, policy_decisions=sentiment, **_values(bundle_v1_1))
+    c = _freeze(resolver, bundle_v1_1, _values(bundle_v1_1, policy_decisions=sentiment))
     assert c.nodes is not a.nodes and "sentiment" in [n.id for n in c.nodes]
     # resolve shares the cache: same graph, same models
     d = resolver.resolve(
@@ -408,7 +447,7 @@ def test_a_str_enum_id_gives_the_plan_resolve_gives() -> None:
 
     bundle = BUNDLES[0]
     values = _values(bundle, tenant_id=Tenant.ACME)
-    fast = TurnPlanResolver().freeze(bundle=bundle, **values)
+    fast = _freeze(TurnPlanResolver(), bundle, values)
     slow = _slow(bundle, {**values, "open_turns": 0, "region": "local", "policy_decisions": None})
     assert fast.resolved_turn_plan_id == slow.resolved_turn_plan_id
     _assert_same(fast, slow, bundle)

@@ -62,9 +62,9 @@ def test_drop_fillers_handles_phrases() -> None:
 
 
 def test_rules_pick_first_match_and_default() -> None:
-    node = RulesNode(RulesConfig.from_mapping(
+    node = RulesNode(RulesConfig.model_validate(
         {"rules": [*RULES, {"intent": "greet", "match_any": ["re:^(hi|hello)\\b"], "reply": "Hi."}],
-         "default_reply": "Sorry."}, node_id="respond"))
+         "default_reply": "Sorry."}))
     assert node.reply_for("set a timer for 5 minutes") == ReplyText("Timer set for five minutes.", "timer")
     assert node.reply_for("Hello there") == ReplyText("Hi.", "greet")
     assert node.reply_for("stopwatch") == ReplyText("Sorry.", "default")  # word boundary, not prefix
@@ -101,14 +101,14 @@ def test_stt_rejects_wrong_sample_rate() -> None:
 @pytest.mark.parametrize(
     ("type_name", "config", "message"),
     [
-        ("text.normalize", {"lowercase": "yes"}, "'lowercase' must be bool"),
-        ("text.normalize", {"shout": True}, "unknown config field"),
+        ("text.normalize", {"lowercase": "yes"}, "field 'lowercase': Input should be a valid boolean"),
+        ("text.normalize", {"shout": True}, "field 'shout': Extra inputs are not permitted"),
         ("stt.pocketsphinx", {}, "needs 'jsgf' or 'keywords'"),
         ("stt.pocketsphinx", {"keywords": ["frobnicate the zzyzx"]}, "not in the pocketsphinx dictionary"),
-        ("respond.rules", {"rules": [], "default_reply": "x"}, "non-empty list"),
+        ("respond.rules", {"rules": [], "default_reply": "x"}, "field 'rules': .*at least 1 item"),
         ("respond.rules", {"rules": [{"intent": "a", "match_any": ["re:("], "reply": "b"}],
                            "default_reply": "x"}, "bad regex"),
-        ("tts.espeak_ng", {"rate_wpm": 10}, "rate_wpm"),
+        ("tts.espeak_ng", {"rate_wpm": 10}, "field 'voice': Field required; field 'rate_wpm'"),
     ],
 )
 def test_bad_configs_fail_at_build_naming_the_node(

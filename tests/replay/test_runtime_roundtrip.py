@@ -45,7 +45,7 @@ def test_recorded_runtime_log_replays_clean_and_catches_a_changed_node(
     assert exported.ok, [*exported.integrity, *(str(d) for d in exported.divergences)]
     assert exported.events == live.events
 
-    from streams.nodes.config import config_from_mapping
+    from streams.nodes.kind import parse_config
     from streams.nodes.text import NormalizeConfig
 
     registry = default_registry()
@@ -53,7 +53,7 @@ def test_recorded_runtime_log_replays_clean_and_catches_a_changed_node(
         "text.normalize",
         lambda node_id, mapping, policy: (
             lambda: _ShoutingNormalize(
-                config_from_mapping(NormalizeConfig, mapping, node_id=node_id)
+                parse_config(NormalizeConfig, mapping, node_id=node_id)
             )
         ),
         deterministic=True,

@@ -130,14 +130,14 @@ class _ShoutingNormalize(NormalizeNode):
 
 
 def test_changed_node_behaviour_fails_resimulation_naming_that_node() -> None:
-    from streams.nodes.config import config_from_mapping
+    from streams.nodes.kind import parse_config
     from streams.nodes.text import NormalizeConfig
 
     registry = default_registry()
     registry.register(
         "text.normalize",
         lambda node_id, mapping, policy: (lambda: _ShoutingNormalize(
-            config_from_mapping(NormalizeConfig, mapping, node_id=node_id))),
+            parse_config(NormalizeConfig, mapping, node_id=node_id))),
         deterministic=True, replace=True)
     result = replay(ContainerLogSource(gen.log_file("clean"), allow_unverified=True), resimulate=True, registry=registry)
     nodes = {(d.kind, d.node_id) for d in result.divergences}

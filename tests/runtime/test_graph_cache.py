@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.bundles import read_bundle
-from pipelines.models.plan import PolicyDecisions
+from pipelines.models.plan import (
+    NO_DECISIONS,
+    PolicyDecisions,
+    lease_snapshot,
+    plan_inputs,
+    routing_snapshot,
+    session_snapshot,
+    turn_open_request,
+)
 from pipelines.plans import TurnPlanResolver
 from streams.nodes import default_registry
 from streams.runtime.graphs import GraphCache
@@ -17,25 +25,16 @@ BUNDLE = read_bundle(
 
 
 def _plan(turn: int, decisions: PolicyDecisions | None = None) -> Any:
-    return TurnPlanResolver().freeze(
-        bundle=BUNDLE,
-        tenant_id="acme",
-        session_id="s",
-        pinned_bundle_digest=BUNDLE.digest,
-        next_seq=turn,
-        last_epoch=1,
-        turn_id=f"s-t{turn}",
-        trigger="final_transcript",
-        correlation_id="c",
-        opened_at_us=1,
-        lease_epoch=1,
-        lease_holder="p",
-        lease_partition=0,
-        topic_prefix="x",
-        routing_partition=0,
-        processor_id="p",
-        policy_decisions=decisions,
+    inputs = plan_inputs(
+        session=session_snapshot(tenant_id="acme", session_id="s", pinned_bundle_digest=BUNDLE.digest,
+                                 next_seq=turn, last_epoch=1),
+        turn=turn_open_request(turn_id=f"s-t{turn}", trigger="final_transcript", correlation_id="c",
+                               opened_at_us=1),
+        lease=lease_snapshot(epoch=1, holder="p", partition=0),
+        routing=routing_snapshot(topic_prefix="x", partition=0, processor_id="p"),
+        policy_decisions=decisions or NO_DECISIONS,
     )
+    return TurnPlanResolver().freeze(BUNDLE, inputs)
 
 
 def test_turns_of_one_shape_share_a_graph_and_a_decision_gets_its_own() -> None:
