@@ -53,12 +53,14 @@ _checked_lock = threading.Lock()
 
 
 def runtime_paths() -> tuple[str, ...]:
-    """Host directories the worker needs to start: interpreter prefix, site-packages, ``streams``."""
+    """Host directories the worker needs to start: interpreter prefix, site-packages, and the
+    ``streams`` and ``pipelines`` packages (node types are declared with their config models)."""
+    import pipelines
     import streams
 
     paths = [sys.base_prefix]
     paths += [sysconfig.get_paths()[key] for key in ("purelib", "platlib")]
-    paths.append(str(Path(streams.__file__).resolve().parent))
+    paths += [str(Path(pkg.__file__ or "").resolve().parent) for pkg in (streams, pipelines)]
     return _outermost(p for p in paths if os.path.isdir(p))
 
 

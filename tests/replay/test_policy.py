@@ -38,7 +38,8 @@ def _skewed_log(tmp_path: Path, skew_ms: int) -> Path:
 
 
 def _replay(log: Path, artifact: Path = DEFAULT_ARTIFACT) -> ReplayResult:
-    return replay(ContainerLogSource(log), bundle_dirs=(gen.BUNDLE.parent,), artifact=artifact)
+    return replay(ContainerLogSource(log, allow_unverified=True), bundle_dirs=(gen.BUNDLE.parent,),
+                  artifact=artifact)
 
 
 def test_a_clock_skew_within_the_tolerance_passes_and_is_reported(tmp_path: Path) -> None:
@@ -64,8 +65,9 @@ def test_a_fail_on_divergence_fails_and_a_tolerated_one_does_not(tmp_path: Path)
     assert not shipped.ok
     assert [d.kind for d in shipped.divergences] == [DivergenceKind.CANCEL]
 
-    tolerant = _policy(tmp_path, SHIPPED.replace("            cancel_fencing, correlation_chain, output_diff]",
-                                                 "            correlation_chain, output_diff]")
+    fail_on = "            bundle_pinning, plan_change, cancel_fencing, correlation_chain, duplicate_output,\n"
+    assert fail_on in SHIPPED
+    tolerant = _policy(tmp_path, SHIPPED.replace(fail_on, fail_on.replace("cancel_fencing, ", ""))
                        .replace("  tolerate:\n", "  tolerate:\n    - {check: cancel_fencing}\n"))
     relaxed = _replay(log, tolerant)
     assert relaxed.ok and relaxed.exit_code == 0
@@ -76,10 +78,9 @@ def test_a_check_the_mode_does_not_list_does_not_run(tmp_path: Path) -> None:
     log = gen.log_file("post_cancel_output")
     verify = "    checks: [evidence_completeness, lifecycle_order, sequence, epoch_fencing, plan_hash,\n"
     assert verify in SHIPPED
-    without = SHIPPED.replace(
-        verify + "             cancel_fencing, correlation_chain, timing]",
-        verify + "             correlation_chain, timing]",
-    )
+    checks = "             bundle_pinning, cancel_fencing, correlation_chain, duplicate_output, timing]"
+    assert verify + checks in SHIPPED
+    without = SHIPPED.replace(verify + checks, verify + checks.replace("cancel_fencing, ", ""))
     result = _replay(log, _policy(tmp_path, without))
     assert result.ok and not any(d.kind is DivergenceKind.CANCEL for d in result.tolerated)
 
