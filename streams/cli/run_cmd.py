@@ -62,7 +62,7 @@ def _skew_policy(policy_path: Path | None) -> VersionSkewPolicy:
 
 
 def _skew_gate(policy: VersionSkewPolicy) -> Callable[[PipelineBundle], str | None]:
-    """The version-skew check for process start and session open (guide invariant 15)."""
+    """The version-skew check for process start and session open (docs/architecture.md, invariant 15)."""
     from pipelines.skew import check_skew
     from streams.abi.version import ABI_VERSION
 

@@ -1,4 +1,4 @@
-"""Cancel fencing (guide invariants 10–11).
+"""Cancel fencing (docs/architecture.md, invariants 10–11).
 
 Once a Cancel for a scope has been processed, no ``OutputAccepted`` or
 ``PlaybackStarted`` for anything inside that scope may be appended — not even

@@ -1,4 +1,4 @@
-"""The version-skew window at ingress (guide invariant 15).
+"""The version-skew window at ingress (docs/architecture.md, invariant 15).
 
 Every ingress frame names its writer schema (Confluent framing: magic byte +
 4-byte schema id). The registry records, for each released version of the

@@ -1,4 +1,4 @@
-"""Lease epochs per lane partition (guide invariant 12).
+"""Lease epochs per lane partition (docs/architecture.md, invariant 12).
 
 When a processor gains partition ``p`` it reads the latest granted epoch for
 ``p`` from ``<prefix>.leases`` (compacted, key = partition number, read

@@ -1,4 +1,4 @@
-"""The turn lifecycle as a pure state machine (guide invariants 4–6).
+"""The turn lifecycle as a pure state machine (docs/architecture.md, invariants 4–6).
 
 An accepted turn is exactly ``OPEN → ACTIVE → (COMMIT | ABORT) → CLOSE``.
 Admission outcomes (admit/reject/defer) happen before a turn and are not

@@ -1,4 +1,4 @@
-"""Guide invariant 15 in the runtime: the version-skew window at ingress and at process start.
+"""Invariant 15 (docs/architecture.md) in the runtime: the version-skew window at ingress and at process start.
 
 - Ingress frames written with an envelope schema version whose Event ABI is
   outside the policy's window go to the DLQ with reason
