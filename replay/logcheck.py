@@ -7,9 +7,11 @@ copy of the lifecycle, epoch, causation and cancel-fencing rules that could drif
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
+from pipelines.store import ArtifactStore
 from replay.bundles import BundleIndex
 from replay.checks import PlanChecker
 from replay.engine import Engine
@@ -33,17 +35,31 @@ class LogRow(Protocol):
     def event(self) -> Envelope: ...
 
 
-def log_divergences(rows: Iterable[LogRow], *, source: str = "log") -> list[Divergence]:
+def log_divergences(
+    rows: Iterable[LogRow],
+    *,
+    source: str = "log",
+    store: Path | None = None,
+    bundle_dirs: Sequence[Path] = (),
+) -> list[Divergence]:
     """Every divergence the replay engine's verify mode fails ``rows`` for (log order per
-    partition); what the replay policy tolerates is not a problem here either."""
+    partition); what the replay policy tolerates is not a problem here either. Plans are
+    re-derived from their bundles: ``store`` is the artifact store the processor archived
+    its bundle in, when it is not the default one."""
     rules = load_rules(DEFAULT_ARTIFACT)
-    engine = Engine(
-        rules=rules, plans=PlanChecker(bundles=BundleIndex()), policy=rules.policy("verify")
-    )
+    index = BundleIndex(bundle_dirs, store=ArtifactStore(store) if store is not None else None)
+    engine = Engine(rules=rules, plans=PlanChecker(bundles=index), policy=rules.policy("verify"))
     records = ((Position(source, row.partition, row.offset), row.event) for row in rows)
     return [d for turn in engine.run(records) for d in turn.divergences]
 
 
-def check_log(rows: Iterable[LogRow], *, source: str = "log") -> list[str]:
+def check_log(
+    rows: Iterable[LogRow],
+    *,
+    source: str = "log",
+    store: Path | None = None,
+    bundle_dirs: Sequence[Path] = (),
+) -> list[str]:
     """Problems with a log, one line each; an empty list means it is sound."""
-    return [d.one_line() for d in log_divergences(rows, source=source)]
+    found = log_divergences(rows, source=source, store=store, bundle_dirs=bundle_dirs)
+    return [d.one_line() for d in found]

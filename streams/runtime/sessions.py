@@ -10,6 +10,7 @@ partition restores each session exactly where the previous owner committed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,6 +32,8 @@ __all__ = [
     "micros",
     "read_session_snapshots",
 ]
+
+_log = logging.getLogger("rspp.sessions")
 
 # How far one ingress seq may jump ahead of the last one applied on its lane. Without a
 # bound, one event with seq 2**63-1 would leave no later seq to send: the lane stays shut.
@@ -233,7 +236,14 @@ def read_session_snapshots(
             if gone is not None:
                 out.pop(gone, None)
         else:
-            snap = SessionSnapshot.from_bytes(value)
+            try:
+                snap = SessionSnapshot.from_bytes(value)
+            except (orjson.JSONDecodeError, TypeError, AttributeError) as exc:
+                # Not ours (written by hand, another tool): one bad record must not keep
+                # every session of the partition from being restored.
+                _log.error("%s[%d]@%d is not a session snapshot (%s); skipped",
+                           sessions_topic, msg.partition(), msg.offset(), exc)
+                continue
             keys[raw_key] = snap.key
             out[snap.key] = snap
     return out

@@ -141,7 +141,7 @@ def test_bad_extensions_fail_only_their_own_turns(
                 for r in rows if isinstance(r.event.payload, ev.NodeError)]
     assert stats.turns_aborted == len(BAD), failures
     assert stats.turns_committed == turns - len(BAD)
-    assert check_log(rows) == []
+    assert check_log(rows, store=tmp_path / "store") == []
     by_session: dict[str, list[ev.Envelope]] = {}
     for r in rows:
         by_session.setdefault(r.event.session_id, []).append(r.event)
@@ -185,7 +185,7 @@ def test_a_tampered_extension_is_refused_and_the_processor_keeps_going(
         client.flush()
         _wait_for(lambda: running.processor.stats.events_in >= 4, 30, "the close applied")
     rows = read_log(kafka_bootstrap, prefix, partitions=1)
-    assert check_log(rows) == []
+    assert check_log(rows, store=tmp_path / "store") == []
     errors = [r.event.payload for r in rows if isinstance(r.event.payload, ev.NodeError)]
     assert len(errors) == 2
     for error in errors:

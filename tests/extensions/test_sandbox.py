@@ -301,7 +301,7 @@ def test_a_hostile_node_in_a_running_processor_harms_nobody(
     assert answers[5] in ("denied ENOENT", "denied EACCES")  # write /tmp (see above)
     errors = [(r.event.session_id, r.event.payload) for r in rows if isinstance(r.event.payload, ev.NodeError)]
     assert stats.turns_committed == turns and stats.turns_aborted == 0, errors
-    assert check_log(rows) == []
+    assert check_log(rows, store=tmp_path / "store") == []
 
 
 def test_a_sandbox_that_dies_at_start_fails_calls_instead_of_hanging(tmp_path: Path) -> None:

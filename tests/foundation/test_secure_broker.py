@@ -411,7 +411,14 @@ def test_two_tenants_with_the_same_session_id_never_meet(
     bundle = read_bundle(
         Path(__file__).resolve().parents[2] / "pipelines" / "bundles" / "voice_assistant_bundle_v1.json"
     )
-    prefix = secured.layout.prefix
+    # A prefix of its own: other tests of the module write whatever they like to theirs.
+    layout = TopicLayout(prefix=f"iso-{uuid.uuid4().hex[:6]}", partitions=2, tenants=TENANTS)
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in secured.creds.env("admin").items():
+            env.setenv(key, value)
+        apply_topics(secured.bootstrap, layout)
+        apply_acls(secured.bootstrap, layout)
+    prefix = layout.prefix
 
     def client(tenant: str) -> VoiceClient:
         return VoiceClient(
