@@ -152,7 +152,9 @@ class Engine:
                                   actual=et.value, message=f"{et.value} after TURN_CLOSE"))
             return None
         turn.events.append((pos, env))
-        if et is EventType.NODE_OUTPUT:
+        if et is EventType.TURN_OPEN:
+            session.fence.turn_opened()
+        elif et is EventType.NODE_OUTPUT:
             turn.outputs[env.event_id] = env.node_id
             self._once(pos, env, turn)
         elif et is EventType.CANCEL:

@@ -75,6 +75,25 @@ class TurnEngine:
         self._session_gate = session_gate
         self.recorder = OutputRecorder(writer=writer, stats=self.stats)
 
+    # -- the processor's commands (it reads and changes engine state only through these) --
+    def session(self, key: SessionKey) -> SessionState | None:
+        return self.sessions.get(key)
+
+    def mark_dirty(self, key: SessionKey) -> None:
+        """The session's snapshot must be written with the next commit."""
+        self.dirty.add(key)
+
+    def start_draining(self) -> None:
+        """Admit no new session; held utterances stay held for the next owner."""
+        self.draining = True
+
+    def take_dirty(self) -> list[tuple[SessionState, tuple[ev.Envelope, ...]]]:
+        """Sessions whose snapshot is due, each with the utterances it holds; clears the set."""
+        keys = [k for k in sorted(self.dirty) if k in self.sessions]
+        due = [(self.sessions[k], tuple(self.held.items(k))) for k in keys]
+        self.dirty.clear()
+        return due
+
     def prewarm(self) -> None:
         """Build the bundle's graphs now (models load here), not inside the first turn."""
         plan = self.bundles.default.warmup_plan()
@@ -126,35 +145,16 @@ class TurnEngine:
             return self._data(session, event)
         return f"{event.event_type.value} is not an ingress event"
 
-    def shed(
-        self,
-        key: SessionKey,
-        *,
-        lane: str,
-        count: int,
-        rule: str,
-        source: str,
-        reason: str = "lane queue full",
-        in_turn: bool = True,
-    ) -> bool:
-        """Log a Shed for dropped records (in the open turn if ``in_turn``); False: no session."""
+    def shed(self, key: SessionKey, drop: ev.Shed, *, in_turn: bool = True) -> bool:
+        """Log ``drop`` for records of the session dropped (in its open turn if ``in_turn``);
+        False: no such session here."""
         session = self.sessions.get(key)
         if session is None or session.closed:
             return False
         active = self._active(session) if in_turn else None
-        self.writer.log(
-            session,
-            ev.Shed(
-                reason=reason,
-                rule=rule,
-                defaulting_source=source,
-                lane=ev.Lane(lane),
-                shed_count=count,
-            ),
-            turn=active.stamp if active else None,
-        )
+        self.writer.log(session, drop, turn=active.stamp if active else None)
         self.dirty.add(key)
-        self.stats.shed += count
+        self.stats.shed += drop.shed_count
         return True
 
     def log_sheds(self, key: SessionKey | None = None) -> int:
@@ -168,15 +168,15 @@ class TurnEngine:
             return 0
         for sid, count in self.held.take_sheds(key):
             logged += count
-            self.shed(
-                sid,
-                lane=ev.Lane.DATA.value,
-                count=count,
-                rule=rule.rule,
-                source=rule.defaulting_source,
+            drop = ev.Shed(
                 reason="held utterance buffer full while the previous turn responds",
-                in_turn=False,  # the dropped utterances were never part of the open turn
+                rule=rule.rule,
+                defaulting_source=rule.defaulting_source,
+                lane=ev.Lane.DATA,
+                shed_count=count,
             )
+            # The dropped utterances were never part of the open turn.
+            self.shed(sid, drop, in_turn=False)
         return logged
 
     # -- sessions -----------------------------------------------------------
@@ -331,14 +331,14 @@ class TurnEngine:
         dropped = active.feed(item)
         if dropped:
             edge = next((e for e in active.plan.edges if e.source == active.graph.entry), None)
-            self.shed(
-                session.key,
-                lane=ev.Lane.DATA.value,
-                count=dropped,
-                rule=f"edge overflow {edge.overflow.value if edge else 'drop_oldest'}",
-                source=edge.overflow.source if edge else "runtime default",
+            drop = ev.Shed(
                 reason="turn input full",
+                rule=f"edge overflow {edge.overflow.value if edge else 'drop_oldest'}",
+                defaulting_source=edge.overflow.source if edge else "runtime default",
+                lane=ev.Lane.DATA,
+                shed_count=dropped,
             )
+            self.shed(session.key, drop)
 
     def _record_input(self, session: SessionState, active: ActiveTurn, event: ev.Envelope) -> None:
         recorded = self.writer.log(
@@ -374,7 +374,7 @@ class TurnEngine:
             lease_epoch=epoch,
         )
         # A session cancel ends the work in flight, not the session.
-        session.fence.session_cancelled = False
+        session.fence.turn_opened()
         opened = self.writer.log(
             session,
             ev.TurnOpen(

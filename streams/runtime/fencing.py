@@ -53,6 +53,11 @@ class CancelFence:
             return True
         return node_id is not None and (turn_id, node_id) in self.nodes
 
+    def turn_opened(self) -> None:
+        """A session cancel ends the work in flight, not the session: a turn opened after it
+        is not fenced (the runtime and replay both call this at TURN_OPEN)."""
+        self.session_cancelled = False
+
     def forget_turn(self, turn_id: str) -> None:
         """Drop per-turn entries once the turn is closed (its outputs can no longer arrive)."""
         self.turns.discard(turn_id)

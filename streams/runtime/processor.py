@@ -27,6 +27,7 @@ from confluent_kafka import KafkaException
 from pipelines.models.compat import VersionSkewPolicy
 from pipelines.models.resolved import PipelineBundle
 from pipelines.store import ArtifactStore, default_store_root
+from streams.abi import events as ev
 from streams.abi.codec import EventCodec
 from streams.abi.events import Envelope, LeaseGranted, SessionClose
 from streams.abi.registry import SchemaRegistry
@@ -299,7 +300,7 @@ class Processor:
         return dispatched
 
     async def _drain(self) -> None:
-        self.engine.draining = True
+        self.engine.start_draining()
         grace = self.config.drain_grace_s
         if grace is None:
             grace = self.config.bundle.resolved_spec.admission.drain_grace_ms.value / 1000.0
@@ -357,7 +358,7 @@ class Processor:
                 record=record,
                 data_topic=self._data_topic(event),
             )
-            self.engine.dirty.add(key)  # the snapshot carries it (closing.py)
+            self.engine.mark_dirty(key)  # the snapshot carries it (closing.py)
             return None
         return self._engine_apply(event, record.partition)
 
@@ -393,7 +394,7 @@ class Processor:
     def _holds_close(self, event: Envelope, partition: int) -> bool:
         """A close for a live session of this partition waits; any other goes through now
         (the engine dead-letters closes of unknown or closed sessions)."""
-        session = self.engine.sessions.get(SessionKey.of(event))
+        session = self.engine.session(SessionKey.of(event))
         return (
             session is not None
             and not session.closed
@@ -402,9 +403,7 @@ class Processor:
         )
 
     def _release_close(self, held: HeldClose) -> None:
-        self.engine.dirty.add(
-            SessionKey.of(held.event)
-        )  # a refused close must leave the snapshot too
+        self.engine.mark_dirty(SessionKey.of(held.event))  # a refused close leaves the snapshot
         reason = self._engine_apply(held.event, held.partition)
         if reason is None:
             return
@@ -445,10 +444,13 @@ class Processor:
         logged = self._guard(
             lambda: self.engine.shed(
                 SessionKey(decision.tenant, decision.session),
-                lane=decision.lane.value,
-                count=decision.count,
-                rule=decision.rule,
-                source=decision.defaulting_source,
+                ev.Shed(
+                    reason="lane queue full",
+                    rule=decision.rule,
+                    defaulting_source=decision.defaulting_source,
+                    lane=ev.Lane(decision.lane.value),
+                    shed_count=decision.count,
+                ),
             )
         )
         if not logged:
@@ -544,12 +546,8 @@ class Processor:
     def _commit(self, *, with_offsets: bool = True) -> None:
         try:
             self.engine.log_sheds()  # drops ride in the transaction that commits their offsets
-            for key in sorted(self.engine.dirty):
-                session = self.engine.sessions.get(key)
-                if session is not None:
-                    held = (*self.engine.held.items(key), *self.closes.items(key))
-                    self.writer.snapshot(session, pending=held)
-            self.engine.dirty.clear()
+            for session, held in self.engine.take_dirty():
+                self.writer.snapshot(session, pending=(*held, *self.closes.items(session.key)))
             offsets = self.ingress.positions() if with_offsets else []
             self.egress.commit(offsets, self.ingress.group_metadata())
             self._control_pending = False
