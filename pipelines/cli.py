@@ -44,7 +44,7 @@ from pipelines.rollouts import RolloutResolver, SessionPins
 from pipelines.shipped import PIPELINES_DIR, ROLLOUT_FILE
 from pipelines.store import ArtifactStore, default_store_root
 from pipelines.validate import ArtifactSet, attribute, check_bundle, validate_paths
-from streams.cli.output import console, emit_json
+from streams.output import console, emit_json
 
 __all__ = ["register", "sourced_rows"]
 

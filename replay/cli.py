@@ -21,7 +21,7 @@ from replay.export import export_log
 from replay.report import render_human, summary_line, to_json, write_junit
 from replay.sources import ContainerLogSource, KafkaLogSource, LogSource
 from replay.verify import generate_keys
-from streams.cli.output import console, emit_json, err_console
+from streams.output import console, emit_json, err_console
 
 __all__ = ["register"]
 

@@ -58,7 +58,7 @@ def check(
     ] = None,
 ) -> None:
     """Pass/fail per gate with the measured value and threshold; exit 1 if any gate fails."""
-    from streams.cli.output import emit_json
+    from streams.output import emit_json
 
     results = evaluate_gates(load_gates(manifest), source)
     if junit is not None:

@@ -19,7 +19,7 @@ from replay.audit.errors import AuditError, QueryError
 from replay.audit.reports import REPORTS
 from replay.audit.scope import Limits
 from replay.audit.store import AuditStore
-from streams.cli.output import console, err_console
+from streams.output import console, err_console
 
 __all__ = ["app"]
 

@@ -61,7 +61,7 @@ def check(
     json_out: JsonOpt = False,
 ) -> None:
     """Check schema compatibility; exit 0 if compatible, 1 if not (or if nothing was checked)."""
-    from streams.cli.output import emit_json
+    from streams.output import emit_json
 
     report = check_schemas(
         target,
@@ -92,7 +92,7 @@ def show(json_out: JsonOpt = False) -> None:
     """List subjects with their current schema id and registered versions."""
     from streams.abi.registry import FileRegistry, default_registry
     from streams.abi.schemas import load_schema_dir, schema_id_for
-    from streams.cli.output import emit_json
+    from streams.output import emit_json
 
     schemas = load_schema_dir()
     registry = default_registry()

@@ -16,7 +16,7 @@ import sys
 import typer
 from typer._click import exceptions as click  # typer vendors click: its own exception types
 
-from streams.cli.output import DEBUG_ENV, error_line, write_error
+from streams.output import DEBUG_ENV, error_line, write_error
 
 __all__ = ["app", "main"]
 
@@ -89,7 +89,7 @@ def _escape_unencodable_output() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. Whatever ends a command (usage, a package's root error,
     a file, the broker, a bug) ends it in one ``rspp: error:`` line: see
-    :func:`streams.cli.output.error_line`; ``RSPP_DEBUG=1`` re-raises unexpected ones."""
+    :func:`streams.output.error_line`; ``RSPP_DEBUG=1`` re-raises unexpected ones."""
     _register()
     _escape_unencodable_output()
     try:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from streams.broker import BrokerConfig, BrokerStatus, LocalBroker
-from streams.cli.output import console, emit_json, err_console, positive_seconds
 from streams.config import external_bootstrap, kafka_version, local_broker_port
+from streams.output import console, emit_json, err_console, positive_seconds
 from streams.topics import validate_tenant
 
 __all__ = ["app"]

@@ -17,8 +17,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from streams.cli.output import console, emit_json, err_console
 from streams.cluster import resolve_bootstrap
+from streams.output import console, emit_json, err_console
 
 __all__ = ["register"]
 

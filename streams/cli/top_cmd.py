@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from streams.cli.output import console, emit_json
 from streams.cluster import resolve_bootstrap
+from streams.output import console, emit_json
 
 __all__ = ["register"]
 

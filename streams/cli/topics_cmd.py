@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 
 from streams.acls import apply_acls
-from streams.cli.output import console, emit_json
 from streams.cluster import resolve_bootstrap
 from streams.config import kafka_settings
+from streams.output import console, emit_json
 from streams.topics import TopicLayout, apply_topics, delete_topics, describe_topics, topic_names
 
 __all__ = ["app"]

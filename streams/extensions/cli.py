@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from streams.cli.output import console, emit_json
 from streams.extensions.errors import ExtensionLoadError
 from streams.extensions.frames import decode_item, encode_item
 from streams.extensions.registry import DEFAULT_DIR, ExtensionRegistry
+from streams.output import console, emit_json
 
 __all__ = ["app"]
 

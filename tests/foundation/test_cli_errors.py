@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, KafkaException
 import streams.cli
 from replay.errors import ReplayError
 from streams.cli import main
-from streams.cli.output import error_line
 from streams.errors import StreamsError
+from streams.output import error_line
 
 ROOTS = (StreamsError, ReplayError)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from streams.cli.run_cmd import _supervise
 from streams.runtime.errors import FencedError, ProcessorError
 from streams.runtime.stats import EngineStats
+from streams.runtime.supervisor import supervise
 
 
 class ScriptedProcessor:
@@ -56,7 +56,7 @@ def _sigterm_after(seconds: float) -> None:
 
 async def _run(script: list[ScriptedProcessor], *, sigterm_after: float) -> tuple[Any, Any]:
     _sigterm_after(sigterm_after)
-    return await _supervise(object(), factory=_factory(script))  # type: ignore[arg-type]
+    return await supervise(object(), factory=_factory(script))  # type: ignore[arg-type]
 
 
 def test_restarts_after_a_transient_failure_then_stops_cleanly() -> None:

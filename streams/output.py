@@ -1,5 +1,7 @@
-"""Shared output helpers for CLI commands: one JSON convention, one console, and the one
-place an error that ends a command becomes a single ``rspp: error: ...`` line."""
+"""Output helpers of every command line (``rspp`` and the packages' own command groups):
+one JSON convention, one console, and the one place an error that ends a command becomes a
+single ``rspp: error: ...`` line. A bottom module: it imports nothing of RSPP, so
+``pipelines`` and ``replay`` use it without importing the ``streams.cli`` layer above them."""
 
 from __future__ import annotations
 
