@@ -8,7 +8,9 @@ feeds :class:`AudioFrame` items, and records every :class:`OutputReport`,
 
 from __future__ import annotations
 
-from streams.nodes.audio import synthesize_pcm16
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from streams.nodes.errors import (
     BadInputError,
     GraphError,
@@ -19,7 +21,6 @@ from streams.nodes.errors import (
     ProviderExhaustedError,
     UnknownNodeTypeError,
 )
-from streams.nodes.graph import EdgeSpec, Graph, TurnOutcome, TurnRun
 from streams.nodes.items import (
     END_OF_INPUT,
     AudioFrame,
@@ -39,8 +40,32 @@ from streams.nodes.node import (
     Report,
     Reporter,
 )
-from streams.nodes.providers import Provider, ProviderChain, ProviderPolicy
-from streams.nodes.registry import NodeDecl, NodeRegistry, build_graph, default_registry
+
+if TYPE_CHECKING:
+    from streams.nodes.audio import synthesize_pcm16
+    from streams.nodes.graph import EdgeSpec, Graph, TurnOutcome, TurnRun
+    from streams.nodes.providers import Provider, ProviderChain, ProviderPolicy
+    from streams.nodes.registry import NodeDecl, NodeRegistry, build_graph, default_registry
+
+# Loaded on first use: an extension worker needs the item types and the node protocol, not
+# numpy, the built-in nodes and their config models (its start is on a turn's clock).
+_LAZY = {
+    "synthesize_pcm16": "streams.nodes.audio",
+    **dict.fromkeys(("EdgeSpec", "Graph", "TurnOutcome", "TurnRun"), "streams.nodes.graph"),
+    **dict.fromkeys(("Provider", "ProviderChain", "ProviderPolicy"), "streams.nodes.providers"),
+    **dict.fromkeys(
+        ("NodeDecl", "NodeRegistry", "build_graph", "default_registry"), "streams.nodes.registry"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streams.nodes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "END_OF_INPUT",
