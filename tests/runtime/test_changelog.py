@@ -92,7 +92,12 @@ def test_a_large_restore_beside_an_open_transaction_finishes(
     per_partition = 60_000
     for n in range(per_partition):
         for p in (1, 2, 3):
-            writer.produce(layout.leases, b"x", key=str(n).encode(), partition=p)
+            while True:
+                try:
+                    writer.produce(layout.leases, b"x", key=str(n).encode(), partition=p)
+                    break
+                except BufferError:  # librdkafka's local queue is full: let it drain
+                    writer.poll(0.05)
         if n % 10_000 == 0:
             writer.poll(0)
     writer.commit_transaction(60)
