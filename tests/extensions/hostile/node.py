@@ -127,7 +127,7 @@ class Hostile:
         yield
 
     def close(self) -> None:
-        pass
+        """Nothing to release: every attempt opens and closes what it uses."""
 
 
 def build(config: Mapping[str, object]) -> Callable[[], Node]:
